@@ -1,0 +1,2 @@
+//! Does nothing and exits 0: the floor of start → join.
+fn main() {}

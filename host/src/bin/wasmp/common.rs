@@ -1,0 +1,125 @@
+//! Options and exit codes shared by the subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use wasmp::{DirGrant, ExitStatus, InputError, InputErrorKind, Process};
+
+/// Exit codes (sysexits.h where one fits), documented in README.
+pub(crate) mod code {
+    /// Bad input data: invalid wasm, not a component, missing export, wrong arguments.
+    pub(crate) const DATAERR: u8 = 65;
+    /// A named file or directory does not exist.
+    pub(crate) const NOINPUT: u8 = 66;
+    /// wasmp itself failed.
+    pub(crate) const SOFTWARE: u8 = 70;
+    /// A configuration file or value is wrong.
+    pub(crate) const CONFIG: u8 = 78;
+}
+
+/// The exit code for an error, by its [`InputError`] kind.
+pub(crate) fn exit_code_for(error: &anyhow::Error) -> u8 {
+    match error.chain().find_map(|e| e.downcast_ref::<InputError>()) {
+        Some(input) => match input.kind() {
+            InputErrorKind::NotFound => code::NOINPUT,
+            InputErrorKind::BadConfig => code::CONFIG,
+            _ => code::DATAERR,
+        },
+        None => code::SOFTWARE,
+    }
+}
+
+/// The exit code a finished worker maps to; the guest's own code when it exited.
+pub(crate) fn exit_code_of(status: &ExitStatus) -> ExitCode {
+    ExitCode::from(status.code().clamp(0, 255) as u8)
+}
+
+/// What a guest may reach, with wasmtime's spellings.
+#[derive(Args, Debug, Default, Clone)]
+pub(crate) struct GrantOptions {
+    /// Grant a host directory: HOST[::GUEST] (the guest path defaults to HOST).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    pub(crate) dirs: Vec<String>,
+
+    /// Grant a host directory read-only: HOST[::GUEST].
+    #[arg(long = "dir-ro", value_name = "HOST[::GUEST]")]
+    pub(crate) dirs_ro: Vec<String>,
+
+    /// Grant an environment variable: NAME=VALUE, or NAME to pass the host's value.
+    #[arg(long = "env", value_name = "NAME[=VAL]")]
+    pub(crate) env: Vec<String>,
+
+    /// Resource limits, as wasmtime's -W: timeout=DURATION (e.g. 10s, 500ms).
+    #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit)]
+    pub(crate) limits: Vec<Limit>,
+}
+
+/// One `-W KEY=VALUE` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Limit {
+    Timeout(Duration),
+}
+
+fn parse_limit(spec: &str) -> Result<Limit> {
+    let Some((key, value)) = spec.split_once('=') else {
+        bail!("expected KEY=VALUE, e.g. timeout=10s");
+    };
+    match key {
+        "timeout" => Ok(Limit::Timeout(parse_duration(value)?)),
+        other => bail!("unknown -W key {other:?}; supported: timeout"),
+    }
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h 30m` (a bare number is seconds, as wasmtime).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("invalid duration {text:?}: {e} (try 10s or 500ms)"))
+}
+
+impl GrantOptions {
+    /// Applies the grants and limits to a process.
+    pub(crate) fn apply(&self, mut process: Process) -> Result<Process> {
+        for spec in &self.dirs {
+            process = process.dir(DirGrant::parse(spec)?);
+        }
+        for spec in &self.dirs_ro {
+            process = process.dir(DirGrant::parse(spec)?.read_only(true));
+        }
+        for spec in &self.env {
+            process = process.env_spec(spec);
+        }
+        for limit in &self.limits {
+            match limit {
+                Limit::Timeout(limit) => process = process.timeout(*limit),
+            }
+        }
+        Ok(process)
+    }
+}
+
+/// Resolves a path relative to a base directory (for paths read from a file).
+pub(crate) fn relative_to(base: &std::path::Path, path: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+/// Prints the end of a worker that did not succeed, one line on stderr.
+pub(crate) fn report_failure(name: &str, status: &ExitStatus) {
+    match status {
+        ExitStatus::Exited(0) => {}
+        ExitStatus::Exited(_) => {}
+        other => eprintln!("error: {name}: {other}"),
+    }
+}

@@ -1,0 +1,82 @@
+//! `wasmp run`: one component in one worker process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use wasmp::{Output, Process, Runtime};
+
+use crate::common::{GrantOptions, exit_code_of, report_failure};
+
+/// Run a component in a sandboxed worker process.
+///
+/// Runs the component's `main` with ARGS, or calls one exported function with --invoke.
+/// The exit code is the guest's; a trap exits 134 with the trap's message.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  wasmp run guest.wasm arg1 arg2
+  wasmp run --dir ./data::/data --env HOME=/data guest.wasm
+  wasmp run --invoke 'func1(\"func1...arg1\", \"func1...agr2\")' tutorial_process.wasm
+  wasmp run -W timeout=5s spin.wasm")]
+pub(crate) struct RunCommand {
+    /// Call this exported function instead of `main`, in WAVE syntax: 'name("a", 1)'.
+    #[arg(long, value_name = "CALL")]
+    invoke: Option<String>,
+
+    /// The worker's name (what `process::name()` answers; argv[0] of a command).
+    #[arg(long)]
+    name: Option<String>,
+
+    #[command(flatten)]
+    grants: GrantOptions,
+
+    /// The component to run.
+    #[arg(value_name = "COMPONENT")]
+    component: PathBuf,
+
+    /// Arguments passed to the component's `main`.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+impl RunCommand {
+    pub(crate) fn execute(self) -> Result<ExitCode> {
+        let runtime = Runtime::new()?;
+        let component = runtime.load(&self.component)?;
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| component.name().to_string());
+        let mut process = Process::new(&component)
+            .name(&name)
+            .stdout(Output::Inherit)
+            .stderr(Output::Inherit);
+        process = match &self.invoke {
+            Some(call) => {
+                if !self.args.is_empty() {
+                    anyhow::bail!(
+                        "arguments after the component are for `main`; with --invoke, put them in the call"
+                    );
+                }
+                process.invoke_wave(call)
+            }
+            None => process.args(self.args.iter().cloned()),
+        };
+        let mut process = self.grants.apply(process)?;
+        process.start()?;
+        let status = process.join()?;
+        if let Some(results) = process.results_wave() {
+            for result in results {
+                println!("{result}");
+            }
+        }
+        report_failure(&name, &status);
+        Ok(exit_code_of(&status))
+    }
+}

@@ -1,0 +1,324 @@
+//! A component loaded, validated and compiled once in the host, shared by every process
+//! that runs it.
+//!
+//! Everything that can be wrong with a component is found here, before a worker is
+//! spawned: a missing file, bytes that are not wasm, a core module where a component is
+//! expected, an import wasmp does not provide, an export that is not there, arguments of
+//! the wrong count or type.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tracing::debug;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Val, wasm_wave};
+
+use crate::error::{InputErrorKind, input_error};
+use crate::runtime::Runtime;
+use crate::signature::{describe_func, describe_type};
+use crate::worker::new_linker;
+
+/// Components larger than this are refused before they are read.
+pub const MAX_COMPONENT_SIZE: u64 = 512 * 1024 * 1024;
+
+/// A validated, compiled component. Cheap to clone; share one among many processes.
+#[derive(Clone)]
+pub struct Component {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Runtime,
+    name: String,
+    cwasm: PathBuf,
+    is_command: bool,
+    functions: BTreeMap<String, ComponentFunc>,
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("name", &self.inner.name)
+            .field("is_command", &self.inner.is_command)
+            .field(
+                "functions",
+                &self.inner.functions.keys().collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Component {
+    /// Loads the component at `path`: reads it, validates it, checks its imports against
+    /// what wasmp provides, and compiles it (or finds it in the compile cache).
+    ///
+    /// # Errors
+    ///
+    /// An [`InputError`](crate::InputError) (inside the `anyhow::Error`) naming the problem:
+    /// [`NotFound`](InputErrorKind::NotFound), [`InvalidWasm`](InputErrorKind::InvalidWasm),
+    /// [`NotAComponent`](InputErrorKind::NotAComponent) or
+    /// [`UnsatisfiedImport`](InputErrorKind::UnsatisfiedImport); an I/O error otherwise.
+    pub fn from_file(runtime: &Runtime, path: impl AsRef<Path>) -> Result<Component> {
+        let path = path.as_ref();
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                return input_error(
+                    InputErrorKind::NotFound,
+                    format!("cannot read component {}: {e}", path.display()),
+                );
+            }
+        };
+        if meta.len() > MAX_COMPONENT_SIZE {
+            return input_error(
+                InputErrorKind::InvalidWasm,
+                format!(
+                    "{} is {} bytes, over the {MAX_COMPONENT_SIZE}-byte limit for a component",
+                    path.display(),
+                    meta.len()
+                ),
+            );
+        }
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("failed to read component {}", path.display()))?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| "component".into(), |s| s.to_string_lossy().into_owned());
+        Component::from_bytes(runtime, &name, &bytes)
+            .with_context(|| format!("invalid component {}", path.display()))
+    }
+
+    /// Like [`Component::from_file`] for bytes already in memory; `name` labels messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Component::from_file`].
+    pub fn from_bytes(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Component> {
+        check_header(bytes)?;
+        let engine = runtime.engine();
+        let started = std::time::Instant::now();
+        let (cwasm, compiled_now) = runtime.cache().compile(engine, bytes)?;
+        debug!(name, compiled_now, elapsed = ?started.elapsed(), cwasm = %cwasm.display(), "component ready");
+        #[expect(
+            unsafe_code,
+            reason = "loading precompiled code is unsafe by wasmtime's contract"
+        )]
+        // SAFETY: `cwasm` was just produced (or earlier produced) by `precompile_component`
+        // with this engine's settings, in our private, owner-checked cache directory.
+        let compiled = unsafe { wasmtime::component::Component::deserialize_file(engine, &cwasm) }
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to load compiled component {}", cwasm.display()))?;
+
+        if let Err(e) = new_linker(engine)?.instantiate_pre(&compiled) {
+            return input_error(
+                InputErrorKind::UnsatisfiedImport,
+                format!(
+                    "{e:#}; a wasmp worker may import WASI 0.2 (cli, clocks, filesystem, io, \
+                     random, sockets) and wasmp:worker/{{process, queue}}@0.1.0"
+                ),
+            );
+        }
+
+        let mut is_command = false;
+        let mut functions = BTreeMap::new();
+        for (export, item) in compiled.component_type().exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(func) => {
+                    functions.insert(export.to_string(), func);
+                }
+                ComponentItem::ComponentInstance(_) if export.starts_with("wasi:cli/run@") => {
+                    is_command = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(Component {
+            inner: Arc::new(Inner {
+                runtime: runtime.clone(),
+                name: name.to_string(),
+                cwasm,
+                is_command,
+                functions,
+            }),
+        })
+    }
+
+    /// The name messages use for this component (its file stem).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the component is a WASI command (exports `wasi:cli/run`, i.e. has a `main`).
+    pub fn is_command(&self) -> bool {
+        self.inner.is_command
+    }
+
+    /// The functions the component exports at its top level, with WIT-like signatures:
+    /// `("func1", "func(args1: string, args2: string)")`.
+    pub fn functions(&self) -> impl Iterator<Item = (&str, String)> + '_ {
+        self.inner
+            .functions
+            .iter()
+            .map(|(name, func)| (name.as_str(), describe_func(func)))
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    pub(crate) fn cwasm(&self) -> &Path {
+        &self.inner.cwasm
+    }
+
+    /// Checks that the component can be run as a command.
+    pub(crate) fn check_command(&self) -> Result<()> {
+        if self.inner.is_command {
+            return Ok(());
+        }
+        let mut message = format!(
+            "component {} has no `main` (it does not export wasi:cli/run)",
+            self.inner.name
+        );
+        if !self.inner.functions.is_empty() {
+            message.push_str("; invoke one of its functions instead: ");
+            message.push_str(&self.function_list());
+        }
+        input_error(InputErrorKind::MissingExport, message)
+    }
+
+    fn function(&self, export: &str) -> Result<&ComponentFunc> {
+        match self.inner.functions.get(export) {
+            Some(func) => Ok(func),
+            None => {
+                let available = if self.inner.functions.is_empty() {
+                    "it exports no functions".to_string()
+                } else {
+                    format!("it exports {}", self.function_list())
+                };
+                input_error(
+                    InputErrorKind::MissingExport,
+                    format!(
+                        "component {} has no exported function {export:?}; {available}",
+                        self.inner.name
+                    ),
+                )
+            }
+        }
+    }
+
+    fn function_list(&self) -> String {
+        self.functions()
+            .map(|(name, sig)| format!("`{name}: {sig}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Type-checks `args` against `export`'s parameters and encodes them for the worker.
+    /// Integer arguments are converted to the parameter's integer type when they fit.
+    pub(crate) fn encode_args(&self, export: &str, args: &[Val]) -> Result<Vec<String>> {
+        let func = self.function(export)?;
+        let params: Vec<_> = func.params().collect();
+        if params.len() != args.len() {
+            return input_error(
+                InputErrorKind::BadArguments,
+                format!(
+                    "{export} takes {} argument{} ({export}: {}), got {}",
+                    params.len(),
+                    if params.len() == 1 { "" } else { "s" },
+                    describe_func(func),
+                    args.len()
+                ),
+            );
+        }
+        params
+            .iter()
+            .zip(args)
+            .enumerate()
+            .map(|(i, ((param, ty), arg))| {
+                let text = wasm_wave::to_string(arg)
+                    .with_context(|| format!("cannot encode argument {} ({arg:?})", i + 1))?;
+                match wasm_wave::from_str::<Val>(ty, &text) {
+                    Ok(typed) => Ok(wasm_wave::to_string(&typed)?),
+                    Err(_) => input_error(
+                        InputErrorKind::BadArguments,
+                        format!(
+                            "argument {} of {export} ({param}) must be {}, got {text}",
+                            i + 1,
+                            describe_type(ty)
+                        ),
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    /// Parses a call in WAVE syntax, `func1("a", 2)`, against the component's exports.
+    pub(crate) fn parse_call(&self, call: &str) -> Result<(String, Vec<Val>)> {
+        let parsed = match wasm_wave::untyped::UntypedFuncCall::parse(call) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return input_error(
+                    InputErrorKind::BadArguments,
+                    format!(
+                        "cannot parse --invoke {call:?}: {e}; expected a call such as \
+                         'func1(\"a\", 2)'"
+                    ),
+                );
+            }
+        };
+        let export = parsed.name().to_string();
+        let func = self.function(&export)?;
+        let types: Vec<_> = func.params().map(|(_, ty)| ty).collect();
+        match parsed.to_wasm_params::<Val>(types.iter()) {
+            Ok(args) => Ok((export, args)),
+            Err(e) => input_error(
+                InputErrorKind::BadArguments,
+                format!(
+                    "wrong arguments in {call:?}: {e}; {export} is `{}`",
+                    describe_func(func)
+                ),
+            ),
+        }
+    }
+
+    /// Decodes what an invoked export returned.
+    pub(crate) fn decode_results(&self, export: &str, results: &[String]) -> Result<Vec<Val>> {
+        let func = self.function(export)?;
+        func.results()
+            .zip(results)
+            .map(|(ty, text)| {
+                wasm_wave::from_str::<Val>(&ty, text)
+                    .with_context(|| format!("worker returned an undecodable value {text}"))
+            })
+            .collect()
+    }
+}
+
+/// Tells apart "not wasm at all" and "a core module" before the compiler's messages do.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return input_error(
+            InputErrorKind::InvalidWasm,
+            format!(
+                "not a WebAssembly file ({}): it does not start with the magic bytes \\0asm",
+                if bytes.is_empty() {
+                    "the file is empty".to_string()
+                } else {
+                    format!("{} bytes", bytes.len())
+                }
+            ),
+        );
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return input_error(
+            InputErrorKind::NotAComponent,
+            "this is a core WebAssembly module, not a component; build the guest for \
+             wasm32-wasip2 (cargo build --target wasm32-wasip2), or convert a WASI preview-1 \
+             module with `wasm-tools component new module.wasm --adapt \
+             wasi_snapshot_preview1.command.wasm -o component.wasm`",
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Python's `multiprocessing`, rebuilt for WebAssembly.
+//!
+//! Workers are WASI components; each runs in its own OS child process, sandboxed by
+//! wasmtime inside and by the OS outside (no inherited fds, no environment, killed with the
+//! host). The names follow Python's: a [`Process`] is started and joined; it gets a pid and
+//! its parent's pid.
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! // Worker processes re-execute this program: let it become one when asked.
+//! wasmp::run_worker_if_requested();
+//!
+//! let runtime = wasmp::Runtime::new()?;
+//! let component = runtime.load("tutorial_process.wasm")?;
+//! let mut p = wasmp::Process::new(&component).invoke("func1", ["a", "b"]);
+//! p.start()?;
+//! println!("{}", p.join()?);
+//! # Ok(()) }
+//! ```
+//!
+//! # Worker processes
+//!
+//! The host spawns its worker program (by default the current executable; the `wasmp` CLI,
+//! or a program of yours that calls [`run_worker_if_requested`] first thing in `main`) with
+//! `posix_spawn`, hands it a socket, and sends it the compiled component's path. The
+//! component is compiled once per content hash into a private cache directory.
+
+#![deny(missing_docs)]
+
+mod cache;
+mod component;
+mod engine;
+mod error;
+mod exit;
+mod grants;
+mod monitor;
+mod output;
+mod process;
+mod protocol;
+mod runtime;
+mod signature;
+mod supervisor;
+mod value;
+mod worker;
+
+pub use component::{Component, MAX_COMPONENT_SIZE};
+pub use error::{InputError, InputErrorKind};
+pub use exit::ExitStatus;
+pub use grants::{DirGrant, parse_env};
+pub use output::{MAX_CAPTURE, Output};
+pub use process::{Process, TERMINATE_GRACE};
+pub use runtime::{Runtime, RuntimeBuilder};
+pub use value::IntoVal;
+pub use wasmtime::component::Val;
+
+/// Turns this program into a wasmp worker if the host started it as one, and never returns
+/// in that case; otherwise returns at once.
+///
+/// Call it first thing in `main` of any program used as a worker program (the default
+/// worker program is the current executable). It must run before anything else opens
+/// files or starts threads: the worker closes every inherited file descriptor.
+pub fn run_worker_if_requested() {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|arg| arg == worker::WORKER_MARKER) {
+        let parent = args
+            .next()
+            .and_then(|pid| pid.to_str()?.parse().ok())
+            .unwrap_or(0);
+        worker::worker_main(parent);
+    }
+}

@@ -1,0 +1,518 @@
+//! `Process`: one guest in its own OS process, with Python's names and meanings.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rustix::process::Signal;
+use tracing::{debug, warn};
+use wasmtime::component::Val;
+
+use crate::component::Component;
+use crate::error::{InputError, InputErrorKind};
+use crate::exit::ExitStatus;
+use crate::grants::{DirGrant, parse_env};
+use crate::monitor::{Monitor, WorkerLink};
+use crate::output::Output;
+use crate::protocol::{Entry, StartSpec};
+use crate::supervisor::{self, Signaller, SpawnRequest};
+use crate::value::IntoVal;
+
+/// How long [`Process::terminate`] waits after SIGTERM before it sends SIGKILL.
+pub const TERMINATE_GRACE: Duration = Duration::from_millis(500);
+
+/// A guest running in its own OS process: Python's `multiprocessing.Process`.
+///
+/// Configure it with the builder methods, then [`start`](Process::start) it and
+/// [`join`](Process::join) it. A process either runs the component's `main`
+/// ([`args`](Process::args)) or calls one of its exported functions
+/// ([`invoke`](Process::invoke)).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// use wasmp::{Process, Runtime};
+///
+/// let runtime = Runtime::new()?;
+/// let tutorial = runtime.load("tutorial_process.wasm")?;
+/// let mut p1 = Process::new(&tutorial).invoke("func1", ["func1...arg1", "func1...agr2"]);
+/// let mut p2 = Process::new(&tutorial).invoke("func2", ["func2...arg1...", "func1...agr2..."]);
+/// p1.start()?;
+/// p2.start()?;
+/// assert!(p1.join()?.success());
+/// assert!(p2.join()?.success());
+/// # Ok(()) }
+/// ```
+///
+/// # Caveats
+///
+/// Dropping a `Process` that is still running terminates it (SIGTERM, then SIGKILL after
+/// [`TERMINATE_GRACE`]) and reaps it: a worker never outlives its handle, and never outlives
+/// the host either (it is killed by `PR_SET_PDEATHSIG` if the host dies).
+pub struct Process {
+    component: Component,
+    name: String,
+    entry: EntryConfig,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    dirs: Vec<DirGrant>,
+    stdout: Output,
+    stderr: Output,
+    timeout: Option<Duration>,
+    /// An error found while configuring, reported by `start`.
+    config_error: Option<InputError>,
+    running: Option<Running>,
+}
+
+enum EntryConfig {
+    Main,
+    Invoke { export: String, args: Vec<Val> },
+    InvokeWave(String),
+}
+
+struct Running {
+    pid: u32,
+    signaller: Arc<Signaller>,
+    shared: Arc<Shared>,
+    monitor: Option<JoinHandle<()>>,
+    export: Option<String>,
+}
+
+/// What the monitor thread reports to the handle.
+#[derive(Default)]
+pub(crate) struct Shared {
+    state: Mutex<Finished>,
+    done: Condvar,
+}
+
+/// Filled in once by the monitor thread when the worker has been reaped.
+#[derive(Default)]
+pub(crate) struct Finished {
+    pub(crate) status: Option<ExitStatus>,
+    pub(crate) results: Option<Vec<String>>,
+    pub(crate) stdout: Option<Vec<u8>>,
+    pub(crate) stderr: Option<Vec<u8>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Finished> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn finish(&self, finished: Finished) {
+        *self.lock() = finished;
+        self.done.notify_all();
+    }
+
+    /// Waits for the worker to be reaped, up to `timeout` (forever when `None`).
+    pub(crate) fn wait_status(&self, timeout: Option<Duration>) -> Option<ExitStatus> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        loop {
+            if let Some(status) = &state.status {
+                return Some(status.clone());
+            }
+            state = match deadline {
+                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+fn next_name() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(1);
+    format!("Process-{}", COUNT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Process {
+    /// A process that will run `component`'s `main`, named `Process-N` as in Python.
+    pub fn new(component: &Component) -> Process {
+        Process {
+            component: component.clone(),
+            name: next_name(),
+            entry: EntryConfig::Main,
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
+            timeout: None,
+            config_error: None,
+            running: None,
+        }
+    }
+
+    /// Names the process; the guest sees it through `wasmp_guest::process::name()`, and
+    /// it is `argv[0]` of a command.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Calls the exported function `export` with `args` instead of running `main`:
+    /// Python's `Process(target=export, args=args)`. Arguments are checked against the
+    /// export's WIT signature by [`start`](Process::start); integers are converted to the
+    /// parameter's integer type when they fit.
+    #[must_use]
+    pub fn invoke<I>(mut self, export: impl Into<String>, args: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: IntoVal,
+    {
+        self.entry = EntryConfig::Invoke {
+            export: export.into(),
+            args: args.into_iter().map(IntoVal::into_val).collect(),
+        };
+        self
+    }
+
+    /// Like [`invoke`](Process::invoke) with the call written in WAVE syntax, as
+    /// `wasmtime run --invoke` takes it: `func1("a", 2)`.
+    #[must_use]
+    pub fn invoke_wave(mut self, call: impl Into<String>) -> Self {
+        self.entry = EntryConfig::InvokeWave(call.into());
+        self
+    }
+
+    /// Appends arguments for `main` (after `argv[0]`, which is the process name).
+    #[must_use]
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Grants an environment variable.
+    #[must_use]
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Grants an environment variable in wasmtime's `NAME[=VALUE]` spelling (a bare name
+    /// passes the host's value through).
+    #[must_use]
+    pub fn env_spec(mut self, spec: &str) -> Self {
+        match parse_env(spec) {
+            Ok(Some(pair)) => self.env.push(pair),
+            Ok(None) => {}
+            Err(e) => {
+                let e = match e.downcast::<InputError>() {
+                    Ok(input) => input,
+                    Err(other) => InputError::new(InputErrorKind::BadConfig, format!("{other:#}")),
+                };
+                self.config_error.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Grants a directory.
+    #[must_use]
+    pub fn dir(mut self, grant: DirGrant) -> Self {
+        self.dirs.push(grant);
+        self
+    }
+
+    /// Where the guest's stdout goes (default: [`Output::Inherit`]).
+    #[must_use]
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// Where the guest's stderr goes (default: [`Output::Inherit`]).
+    #[must_use]
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.stderr = output;
+        self
+    }
+
+    /// Stops the guest once it has run this long: an epoch trap inside wasm, or a kill when
+    /// it does not answer (blocked in a host call). The status is then
+    /// [`ExitStatus::TimedOut`].
+    #[must_use]
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// The process's name.
+    pub fn get_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The component this process runs.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// Starts the worker process: Python's `start()`.
+    ///
+    /// Everything that can be checked is checked first, so that bad input spawns nothing.
+    ///
+    /// # Errors
+    ///
+    /// An [`InputError`](crate::InputError) for a bad configuration (missing export, wrong
+    /// arguments, a granted directory that does not exist, …); an error if the process was
+    /// already started or the worker program cannot be spawned.
+    pub fn start(&mut self) -> Result<()> {
+        if self.running.is_some() {
+            bail!("process {} was already started", self.name);
+        }
+        let (spec, export) = self.prepare()?;
+        let runtime = self.component.runtime();
+        let spawned = supervisor::spawn(SpawnRequest {
+            program: runtime.worker_program().to_path_buf(),
+            stdout: self.stdout,
+            stderr: self.stderr,
+        })?;
+        let pid = spawned.pid;
+        debug!(name = %self.name, pid, "worker spawned");
+        let shared = Arc::new(Shared::default());
+        let signaller = spawned.signaller.clone();
+        let link = WorkerLink {
+            name: self.name.clone(),
+            stdout: self.stdout,
+            stderr: self.stderr,
+            deadline: self.timeout.map(|t| Instant::now() + t),
+        };
+        let monitor = Monitor::start(spawned, spec, link, shared.clone())?;
+        self.running = Some(Running {
+            pid,
+            signaller,
+            shared,
+            monitor: Some(monitor),
+            export,
+        });
+        Ok(())
+    }
+
+    /// Checks the configuration as [`start`](Process::start) would, without spawning:
+    /// the export and its arguments, and the granted directories.
+    ///
+    /// # Errors
+    ///
+    /// The [`InputError`](crate::InputError) `start` would return.
+    pub fn check(&self) -> Result<()> {
+        self.prepare().map(drop)
+    }
+
+    fn prepare(&self) -> Result<(StartSpec, Option<String>)> {
+        if let Some(e) = &self.config_error {
+            return Err(e.clone().into());
+        }
+        let (entry, export) = self.resolve_entry()?;
+        for dir in &self.dirs {
+            dir.check()?;
+        }
+        let mut argv = Vec::with_capacity(self.args.len() + 1);
+        argv.push(self.name.clone());
+        argv.extend(self.args.iter().cloned());
+        let spec = StartSpec {
+            name: self.name.clone(),
+            cwasm: self.component.cwasm().to_path_buf(),
+            entry,
+            args: argv,
+            env: self.env.clone(),
+            dirs: self.dirs.clone(),
+            timeout_ms: self
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        };
+        Ok((spec, export))
+    }
+
+    fn resolve_entry(&self) -> Result<(Entry, Option<String>)> {
+        let component = &self.component;
+        match &self.entry {
+            EntryConfig::Main => {
+                component.check_command()?;
+                Ok((Entry::Run, None))
+            }
+            EntryConfig::Invoke { export, args } => {
+                let args = component.encode_args(export, args)?;
+                Ok((
+                    Entry::Invoke {
+                        export: export.clone(),
+                        args,
+                    },
+                    Some(export.clone()),
+                ))
+            }
+            EntryConfig::InvokeWave(call) => {
+                let (export, args) = component.parse_call(call)?;
+                let args = component.encode_args(&export, &args)?;
+                Ok((
+                    Entry::Invoke {
+                        export: export.clone(),
+                        args,
+                    },
+                    Some(export),
+                ))
+            }
+        }
+    }
+
+    /// The worker's OS process id, once started: what the guest sees as `pid()`.
+    pub fn pid(&self) -> Option<u32> {
+        self.running.as_ref().map(|r| r.pid)
+    }
+
+    /// Whether the process was started and has not been reaped yet.
+    pub fn is_alive(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| r.shared.lock().status.is_none())
+    }
+
+    /// How the process ended, or `None` while it runs (or before it starts).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.running.as_ref()?.shared.lock().status.clone()
+    }
+
+    /// Waits for the process to end: Python's `join()`.
+    ///
+    /// # Errors
+    ///
+    /// If the process was never started.
+    pub fn join(&mut self) -> Result<ExitStatus> {
+        let running = self.running_mut()?;
+        let status = running
+            .shared
+            .wait_status(None)
+            .expect("waiting without a deadline");
+        if let Some(monitor) = running.monitor.take() {
+            let _ = monitor.join();
+        }
+        Ok(status)
+    }
+
+    /// Waits at most `timeout` for the process to end: Python's `join(timeout)`. Returns
+    /// `None` if it is still running (it is not stopped; see [`terminate`](Process::terminate)).
+    ///
+    /// # Errors
+    ///
+    /// If the process was never started.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let running = self.running_mut()?;
+        match running.shared.wait_status(Some(timeout)) {
+            Some(status) => {
+                if let Some(monitor) = running.monitor.take() {
+                    let _ = monitor.join();
+                }
+                Ok(Some(status))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Stops the process and reaps it: SIGTERM, then SIGKILL if it is still there after
+    /// [`TERMINATE_GRACE`]. Python's `terminate()`, but it also waits, so the process is
+    /// gone when it returns. Terminating a process that already ended just returns its
+    /// status.
+    ///
+    /// # Errors
+    ///
+    /// If the process was never started, or signalling failed.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        self.stop(Signal::TERM, TERMINATE_GRACE)
+    }
+
+    /// Kills the process with SIGKILL and reaps it: Python's `kill()`.
+    ///
+    /// # Errors
+    ///
+    /// If the process was never started, or signalling failed.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        self.stop(Signal::KILL, Duration::ZERO)
+    }
+
+    fn stop(&mut self, first: Signal, grace: Duration) -> Result<ExitStatus> {
+        let running = self.running_mut()?;
+        if running.shared.lock().status.is_none() {
+            running.signaller.signal(first)?;
+            if running.shared.wait_status(Some(grace)).is_none() {
+                running.signaller.signal(Signal::KILL)?;
+            }
+        }
+        self.join()
+    }
+
+    /// What the invoked export returned, once the process has ended successfully.
+    ///
+    /// # Errors
+    ///
+    /// If the values cannot be decoded against the export's result types (a worker bug).
+    pub fn results(&self) -> Result<Option<Vec<Val>>> {
+        let Some(running) = &self.running else {
+            return Ok(None);
+        };
+        let Some(export) = &running.export else {
+            return Ok(None);
+        };
+        let state = running.shared.lock();
+        match &state.results {
+            Some(results) => Ok(Some(self.component.decode_results(export, results)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The results of the invoked export in WAVE syntax, as `wasmtime run --invoke` prints.
+    pub fn results_wave(&self) -> Option<Vec<String>> {
+        self.running.as_ref()?.shared.lock().results.clone()
+    }
+
+    /// The guest's stdout, when it was captured ([`Output::Capture`]) and the process ended.
+    pub fn stdout_bytes(&self) -> Option<Vec<u8>> {
+        self.running.as_ref()?.shared.lock().stdout.clone()
+    }
+
+    /// The guest's stderr, when it was captured ([`Output::Capture`]) and the process ended.
+    pub fn stderr_bytes(&self) -> Option<Vec<u8>> {
+        self.running.as_ref()?.shared.lock().stderr.clone()
+    }
+
+    fn running_mut(&mut self) -> Result<&mut Running> {
+        let name = &self.name;
+        self.running
+            .as_mut()
+            .with_context(|| format!("process {name} was not started"))
+    }
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("component", &self.component.name())
+            .field("pid", &self.pid())
+            .field("exit_status", &self.exit_status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.is_alive() {
+            if let Err(e) = self.terminate() {
+                warn!(name = %self.name, "failed to terminate a dropped process: {e:#}");
+            }
+        } else if let Some(monitor) = self.running.as_mut().and_then(|r| r.monitor.take()) {
+            let _ = monitor.join();
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The messages of the host ⇄ worker conversation.
+//!
+//! A worker's life: the host spawns it; it says [`ToHost::Hello`]; the host sends
+//! [`ToWorker::Start`]; while the guest runs, each queue call is a [`ToHost::Call`] answered
+//! by one [`ToWorker::Reply`]; the worker ends with [`ToHost::Finished`] and exits.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::grants::DirGrant;
+
+/// Bumped whenever a message changes shape; a worker program of another version is refused.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// Host → worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ToWorker {
+    /// Run this guest.
+    Start(Box<StartSpec>),
+    /// The answer to the worker's last [`ToHost::Call`].
+    Reply(QueueReply),
+}
+
+/// Worker → host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ToHost {
+    /// The first frame: the worker's pid and protocol version.
+    Hello { pid: u32, version: u32 },
+    /// A queue call from the guest; the guest waits for the [`ToWorker::Reply`].
+    Call(QueueCall),
+    /// The guest is done; the worker exits right after.
+    Finished(Outcome),
+}
+
+/// Everything a worker needs to run one guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StartSpec {
+    /// The worker's name, as the guest sees it through `process.name`.
+    pub(crate) name: String,
+    /// The compiled component, in the host's private compile cache.
+    pub(crate) cwasm: PathBuf,
+    /// What to call.
+    pub(crate) entry: Entry,
+    /// The guest's argv, `argv[0]` included.
+    pub(crate) args: Vec<String>,
+    /// The guest's environment: only what was granted.
+    pub(crate) env: Vec<(String, String)>,
+    /// The guest's preopened directories: only what was granted.
+    pub(crate) dirs: Vec<DirGrant>,
+    /// Wall-clock limit for the guest, in milliseconds.
+    pub(crate) timeout_ms: Option<u64>,
+}
+
+/// The guest's entry point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Entry {
+    /// The command's `wasi:cli/run` (`fn main`).
+    Run,
+    /// An exported function, with its arguments in WAVE syntax (already type-checked by the
+    /// host against the export's signature).
+    Invoke { export: String, args: Vec<String> },
+}
+
+/// How the guest ended, as the worker saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// `main` returned (0) or the guest called `exit(code)`.
+    Exited(i32),
+    /// The invoked export returned these values (WAVE syntax).
+    Returned(Vec<String>),
+    /// The guest trapped; the message says where and why.
+    Trapped(String),
+    /// The guest ran past its wall-clock limit and was interrupted.
+    TimedOut,
+    /// The worker could not run the guest (loading or instantiating failed).
+    Failed(String),
+}
+
+/// A queue operation requested by a guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum QueueCall {
+    Put {
+        queue: String,
+        message: Vec<u8>,
+        block: bool,
+    },
+    PutMany {
+        queue: String,
+        messages: Vec<Vec<u8>>,
+    },
+    Get {
+        queue: String,
+        timeout_ms: Option<u64>,
+        block: bool,
+    },
+    GetMany {
+        queue: String,
+        max: u32,
+        timeout_ms: Option<u64>,
+    },
+    Close {
+        queue: String,
+    },
+    Len {
+        queue: String,
+    },
+}
+
+/// The host's answer to a [`QueueCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum QueueReply {
+    Done,
+    Message(Option<Vec<u8>>),
+    Messages(Vec<Vec<u8>>),
+    Len(u64),
+    Error(QueueFault),
+}
+
+/// Why a queue call failed; mirrors WIT's `queue-error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum QueueFault {
+    Closed,
+    Timeout,
+    Full,
+    TooLarge(u64),
+    Unknown(String),
+}

@@ -1,0 +1,128 @@
+//! The host side's shared context: one wasmtime engine, one compile cache, and the program
+//! that worker processes run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use wasmtime::Engine;
+
+use crate::cache::CompileCache;
+use crate::component::Component;
+use crate::engine::new_engine;
+
+/// Compiles components and spawns worker processes. Cheap to clone (an `Arc`).
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> anyhow::Result<()> {
+/// let runtime = wasmp::Runtime::new()?;
+/// let component = runtime.load("worker.wasm")?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    cache: CompileCache,
+    worker_program: PathBuf,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache", &self.inner.cache)
+            .field("worker_program", &self.inner.worker_program)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for a [`Runtime`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct RuntimeBuilder {
+    cache_dir: Option<PathBuf>,
+    worker_program: Option<PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// Where compiled components are cached (default: `$WASMP_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/wasmp`, else `~/.cache/wasmp`). Created with mode 0700.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The program that worker processes run (default: `$WASMP_WORKER_PROGRAM`, else this
+    /// very executable). It must call [`run_worker_if_requested`](crate::run_worker_if_requested)
+    /// at the start of `main`; the installed `wasmp` binary does.
+    pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Builds the runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the compile cache cannot be created or is not private, or the current
+    /// executable cannot be found.
+    pub fn build(self) -> Result<Runtime> {
+        let cache = CompileCache::open(self.cache_dir.unwrap_or_else(CompileCache::default_dir))?;
+        let worker_program = match self
+            .worker_program
+            .or_else(|| std::env::var_os("WASMP_WORKER_PROGRAM").map(PathBuf::from))
+        {
+            Some(program) => program,
+            None => std::env::current_exe().context("failed to find the current executable")?,
+        };
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine: new_engine()?,
+                cache,
+                worker_program,
+            }),
+        })
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default settings; see [`RuntimeBuilder`].
+    ///
+    /// # Errors
+    ///
+    /// As [`RuntimeBuilder::build`].
+    pub fn new() -> Result<Runtime> {
+        RuntimeBuilder::default().build()
+    }
+
+    /// Settings for a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Loads, validates and compiles (once, cached) the component at `path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Component::from_file`].
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<Component> {
+        Component::from_file(self, path)
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn cache(&self) -> &CompileCache {
+        &self.inner.cache
+    }
+
+    pub(crate) fn worker_program(&self) -> &Path {
+        &self.inner.worker_program
+    }
+}

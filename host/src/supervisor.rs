@@ -1,0 +1,121 @@
+//! Spawning, signalling and reaping worker processes. Knows nothing of WIT or wasmtime.
+//!
+//! Every spawn happens on one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread*
+//! that forked the child exits, so spawning from a short-lived user thread would kill the
+//! worker when that thread ends. Signals go through a pidfd, which cannot hit a recycled
+//! pid after the child has been reaped.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result, anyhow};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use crate::output::Output;
+use crate::worker::WORKER_MARKER;
+
+/// Environment variables a worker program inherits; everything else is cleared.
+const INHERITED_ENV: &[&str] = &["WASMP_LOG", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
+
+/// A freshly spawned worker process.
+pub(crate) struct Spawned {
+    pub(crate) child: Child,
+    pub(crate) pid: u32,
+    pub(crate) signaller: Arc<Signaller>,
+    pub(crate) channel: UnixStream,
+    pub(crate) stdout: Option<ChildStdout>,
+    pub(crate) stderr: Option<ChildStderr>,
+}
+
+/// What to spawn.
+pub(crate) struct SpawnRequest {
+    pub(crate) program: PathBuf,
+    pub(crate) stdout: Output,
+    pub(crate) stderr: Output,
+}
+
+type Job = (SpawnRequest, Sender<Result<Spawned>>);
+
+/// Spawns a worker process on the spawner thread.
+pub(crate) fn spawn(request: SpawnRequest) -> Result<Spawned> {
+    static SPAWNER: OnceLock<Sender<Job>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, queue): (Sender<Job>, Receiver<Job>) = unbounded();
+        std::thread::Builder::new()
+            .name("wasmp-spawner".into())
+            .spawn(move || {
+                for (request, reply) in queue {
+                    let _ = reply.send(spawn_here(request));
+                }
+            })
+            .expect("failed to start the wasmp spawner thread");
+        jobs
+    });
+    let (reply, answer) = bounded(1);
+    spawner
+        .send((request, reply))
+        .map_err(|_| anyhow!("the wasmp spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| anyhow!("the wasmp spawner thread is gone"))?
+}
+
+fn spawn_here(request: SpawnRequest) -> Result<Spawned> {
+    let (host_end, worker_end) = UnixStream::pair().context("failed to create a socketpair")?;
+    let mut command = Command::new(&request.program);
+    command
+        .arg(WORKER_MARKER)
+        .arg(std::process::id().to_string())
+        // posix_spawn can only place an fd at 0-2: the channel travels as stdin, and the
+        // worker moves it elsewhere first thing.
+        .stdin(Stdio::from(OwnedFd::from(worker_end)))
+        .stdout(request.stdout.stdio())
+        .stderr(request.stderr.stdio())
+        .env_clear()
+        // Its own process group: a Ctrl-C at the terminal reaches the host, which then
+        // stops its workers in order, instead of killing every worker mid-write.
+        .process_group(0);
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let mut child = command.spawn().with_context(|| {
+        format!(
+            "failed to start worker program {}",
+            request.program.display()
+        )
+    })?;
+    let pid = child.id();
+    let pidfd = pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+        .context("failed to open a pidfd for the worker")?;
+    Ok(Spawned {
+        stdout: child.stdout.take(),
+        stderr: child.stderr.take(),
+        child,
+        pid,
+        signaller: Arc::new(Signaller { pidfd }),
+        channel: host_end,
+    })
+}
+
+/// Sends signals to one worker process, safely even after it has been reaped.
+#[derive(Debug)]
+pub(crate) struct Signaller {
+    pidfd: OwnedFd,
+}
+
+impl Signaller {
+    /// Sends `signal`; a process that is already gone is not an error.
+    pub(crate) fn signal(&self, signal: Signal) -> Result<()> {
+        match pidfd_send_signal(&self.pidfd, signal) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(e).context("failed to signal a worker process"),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Rust values as component-model values, for [`Process::invoke`](crate::Process::invoke).
+
+use wasmtime::component::Val;
+
+/// Converts a Rust value into a component-model [`Val`].
+///
+/// Implemented for strings, `bool`, `char`, the integer and float types, `Vec`s and
+/// `Option`s of those, and `Val` itself (for records, variants and other shapes).
+pub trait IntoVal {
+    /// The value as a [`Val`].
+    fn into_val(self) -> Val;
+}
+
+impl IntoVal for Val {
+    fn into_val(self) -> Val {
+        self
+    }
+}
+
+impl IntoVal for &str {
+    fn into_val(self) -> Val {
+        Val::String(self.to_string())
+    }
+}
+
+impl IntoVal for String {
+    fn into_val(self) -> Val {
+        Val::String(self)
+    }
+}
+
+impl IntoVal for &String {
+    fn into_val(self) -> Val {
+        Val::String(self.clone())
+    }
+}
+
+macro_rules! scalar {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(impl IntoVal for $ty {
+            fn into_val(self) -> Val {
+                Val::$variant(self)
+            }
+        })*
+    };
+}
+
+scalar! {
+    bool => Bool, char => Char,
+    i8 => S8, u8 => U8, i16 => S16, u16 => U16, i32 => S32, u32 => U32, i64 => S64, u64 => U64,
+    f32 => Float32, f64 => Float64,
+}
+
+impl<T: IntoVal> IntoVal for Vec<T> {
+    fn into_val(self) -> Val {
+        Val::List(self.into_iter().map(IntoVal::into_val).collect())
+    }
+}
+
+impl<T: IntoVal> IntoVal for Option<T> {
+    fn into_val(self) -> Val {
+        Val::Option(self.map(|v| Box::new(v.into_val())))
+    }
+}

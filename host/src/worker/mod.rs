@@ -1,0 +1,67 @@
+//! What runs inside a worker process: the only code that touches a wasmtime `Store`.
+//!
+//! The host re-executes a program (the `wasmp` binary, or an embedder's own binary that calls
+//! [`run_worker_if_requested`](crate::run_worker_if_requested) first thing in `main`) with the
+//! arguments `__wasmp_worker <parent-pid>` and the channel socket as its stdin. The worker
+//! hardens itself, greets the host, receives one [`StartSpec`], runs the guest, reports the
+//! [`Outcome`] and exits.
+
+mod bindings;
+mod channel;
+mod harden;
+mod run;
+mod state;
+
+use std::os::unix::net::UnixStream;
+
+use crate::protocol::{Outcome, PROTOCOL_VERSION, ToHost, ToWorker};
+
+pub(crate) use state::new_linker;
+
+/// The argv[1] that turns a program into a wasmp worker.
+pub(crate) const WORKER_MARKER: &str = "__wasmp_worker";
+
+/// Exit code of a worker that could not even talk to its host.
+const EXIT_NO_HOST: u8 = 70;
+
+/// Runs the worker: never returns to the caller's `main`.
+pub(crate) fn worker_main(parent_pid: u32) -> ! {
+    let code = serve(parent_pid).unwrap_or_else(|e| {
+        // The host may be gone; stderr is the only place left to say why.
+        eprintln!("wasmp worker {}: {e:#}", std::process::id());
+        EXIT_NO_HOST
+    });
+    std::process::exit(i32::from(code))
+}
+
+fn serve(parent_pid: u32) -> anyhow::Result<u8> {
+    harden::die_with_parent(parent_pid)?;
+    let channel: UnixStream = harden::take_channel_from_stdin()?;
+    harden::close_inherited_fds(&channel)?;
+    let mut channel = channel::Channel::new(channel);
+    channel.send(&ToHost::Hello {
+        pid: std::process::id(),
+        version: PROTOCOL_VERSION,
+    })?;
+    let spec = match channel.recv()? {
+        Some(ToWorker::Start(spec)) => spec,
+        Some(other) => anyhow::bail!("expected a start message, got {other:?}"),
+        None => return Ok(EXIT_NO_HOST),
+    };
+    let (outcome, mut channel) = run::run_guest(*spec, channel);
+    let code = exit_code(&outcome);
+    channel.send(&ToHost::Finished(outcome))?;
+    Ok(code)
+}
+
+/// The worker process's own exit code mirrors the guest's, so that even a host that lost
+/// the final frame can tell success from failure.
+fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Exited(code) => *code as u8,
+        Outcome::Returned(_) => 0,
+        Outcome::Trapped(_) => 134,
+        Outcome::TimedOut => 124,
+        Outcome::Failed(_) => EXIT_NO_HOST,
+    }
+}

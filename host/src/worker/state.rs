@@ -1,0 +1,180 @@
+//! The store's data: WASI state plus the `wasmp:worker` imports.
+//!
+//! Queue calls are forwarded to the host over the channel and block until it answers, so a
+//! queue lives in exactly one place (the host's broker) whichever process touches it.
+
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::Worker;
+use super::bindings::wasmp::worker::{process, queue};
+use super::channel::Channel;
+use crate::protocol::{QueueCall, QueueFault, QueueReply, ToHost, ToWorker};
+
+/// Everything a guest's imports reach.
+pub(crate) struct WorkerState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) name: String,
+    pub(crate) parent_pid: u32,
+    /// `None` when the linker is only used to check a component's imports in the host.
+    pub(crate) channel: Option<Channel>,
+}
+
+impl WasiView for WorkerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The linker every worker instantiates against: WASI p2 and `wasmp:worker`.
+///
+/// The host builds it too, without running anything, to check a component's imports
+/// before spawning a worker for it.
+pub(crate) fn new_linker(engine: &Engine) -> anyhow::Result<Linker<WorkerState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Worker::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+impl process::Host for WorkerState {
+    fn pid(&mut self) -> u32 {
+        std::process::id()
+    }
+
+    fn ppid(&mut self) -> u32 {
+        self.parent_pid
+    }
+
+    fn name(&mut self) -> String {
+        self.name.clone()
+    }
+}
+
+impl WorkerState {
+    /// Sends a queue call to the host and waits for its answer. A host that is gone is not
+    /// an answer the guest could act on: the worker exits (the host, if alive, sees EOF).
+    fn call(&mut self, call: QueueCall) -> Result<QueueReply, queue::QueueError> {
+        let channel = self
+            .channel
+            .as_mut()
+            .expect("queue calls need a channel to the host");
+        let reply = channel
+            .send(&ToHost::Call(call))
+            .and_then(|()| channel.recv());
+        match reply {
+            Ok(Some(ToWorker::Reply(QueueReply::Error(fault)))) => Err(fault.into()),
+            Ok(Some(ToWorker::Reply(reply))) => Ok(reply),
+            Ok(other) => {
+                eprintln!("wasmp worker: the host answered a queue call with {other:?}");
+                std::process::exit(70)
+            }
+            Err(e) => {
+                eprintln!("wasmp worker: lost the host during a queue call: {e:#}");
+                std::process::exit(70)
+            }
+        }
+    }
+}
+
+impl From<QueueFault> for queue::QueueError {
+    fn from(fault: QueueFault) -> Self {
+        match fault {
+            QueueFault::Closed => queue::QueueError::Closed,
+            QueueFault::Timeout => queue::QueueError::Timeout,
+            QueueFault::Full => queue::QueueError::Full,
+            QueueFault::TooLarge(limit) => queue::QueueError::TooLarge(limit),
+            QueueFault::Unknown(name) => queue::QueueError::Unknown(name),
+        }
+    }
+}
+
+/// A reply of the wrong shape for the call is a host bug; the guest sees it as an error
+/// naming the queue rather than a panic.
+fn unexpected(queue: &str) -> queue::QueueError {
+    queue::QueueError::Unknown(format!("{queue} (unexpected reply from the host)"))
+}
+
+impl queue::Host for WorkerState {
+    fn put(&mut self, queue: String, message: Vec<u8>) -> Result<(), queue::QueueError> {
+        self.call(QueueCall::Put {
+            queue,
+            message,
+            block: true,
+        })
+        .map(drop)
+    }
+
+    fn try_put(&mut self, queue: String, message: Vec<u8>) -> Result<(), queue::QueueError> {
+        self.call(QueueCall::Put {
+            queue,
+            message,
+            block: false,
+        })
+        .map(drop)
+    }
+
+    fn put_many(&mut self, queue: String, messages: Vec<Vec<u8>>) -> Result<(), queue::QueueError> {
+        self.call(QueueCall::PutMany { queue, messages }).map(drop)
+    }
+
+    fn get(
+        &mut self,
+        queue: String,
+        timeout_ms: Option<u64>,
+    ) -> Result<Vec<u8>, queue::QueueError> {
+        match self.call(QueueCall::Get {
+            queue: queue.clone(),
+            timeout_ms,
+            block: true,
+        })? {
+            QueueReply::Message(Some(message)) => Ok(message),
+            _ => Err(unexpected(&queue)),
+        }
+    }
+
+    fn try_get(&mut self, queue: String) -> Result<Option<Vec<u8>>, queue::QueueError> {
+        match self.call(QueueCall::Get {
+            queue: queue.clone(),
+            timeout_ms: None,
+            block: false,
+        })? {
+            QueueReply::Message(message) => Ok(message),
+            _ => Err(unexpected(&queue)),
+        }
+    }
+
+    fn get_many(
+        &mut self,
+        queue: String,
+        max: u32,
+        timeout_ms: Option<u64>,
+    ) -> Result<Vec<Vec<u8>>, queue::QueueError> {
+        match self.call(QueueCall::GetMany {
+            queue: queue.clone(),
+            max,
+            timeout_ms,
+        })? {
+            QueueReply::Messages(messages) => Ok(messages),
+            _ => Err(unexpected(&queue)),
+        }
+    }
+
+    fn close(&mut self, queue: String) -> Result<(), queue::QueueError> {
+        self.call(QueueCall::Close { queue }).map(drop)
+    }
+
+    fn len(&mut self, queue: String) -> Result<u64, queue::QueueError> {
+        match self.call(QueueCall::Len {
+            queue: queue.clone(),
+        })? {
+            QueueReply::Len(len) => Ok(len),
+            _ => Err(unexpected(&queue)),
+        }
+    }
+}
