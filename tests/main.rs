@@ -1,2 +1,154 @@
-#[test]
-fn t() {}
+//! wasmp's integration tests: one binary (wasmtime, ripgrep and just do the same), a module
+//! per area. Guests are real components built from source by `wasmp-artifacts`; workers are
+//! real OS processes running the real `wasmp` binary.
+
+mod bad_input;
+mod cli;
+mod orphans;
+mod process;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmp::{Component, ExitStatus, Process, Runtime};
+
+/// The `wasmp` binary cargo built for this test run.
+pub(crate) const WASMP: &str = env!("CARGO_BIN_EXE_wasmp");
+
+/// Every wait in these tests ends by then.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
+
+/// One compile cache for the whole test binary: each guest is compiled once per run.
+pub(crate) fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmp-test-cache")
+}
+
+/// The runtime every library test shares, running the real `wasmp` binary as workers.
+pub(crate) fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::builder()
+            .cache_dir(cache_dir())
+            .worker_program(WASMP)
+            .build()
+            .expect("failed to build the test runtime")
+    })
+}
+
+/// Loads a guest once per test binary.
+pub(crate) fn guest(path: &str) -> Component {
+    static LOADED: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
+    let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap();
+    loaded
+        .entry(path.to_string())
+        .or_insert_with(|| {
+            runtime()
+                .load(path)
+                .unwrap_or_else(|e| panic!("{e:#}"))
+        })
+        .clone()
+}
+
+/// Joins with the test deadline: a hung worker fails the test instead of hanging CI.
+#[track_caller]
+pub(crate) fn join(process: &mut Process) -> ExitStatus {
+    match process.join_timeout(DEADLINE).expect("process was started") {
+        Some(status) => status,
+        None => {
+            let _ = process.kill();
+            panic!("{} did not finish within {DEADLINE:?}", process.get_name());
+        }
+    }
+}
+
+/// Captured stdout as text.
+pub(crate) fn stdout_of(process: &Process) -> String {
+    String::from_utf8(process.stdout_bytes().expect("stdout was captured")).unwrap()
+}
+
+/// Runs the `wasmp` CLI with a deadline and returns its output.
+#[track_caller]
+pub(crate) fn wasmp(args: &[&str]) -> Output {
+    let mut command = Command::new(WASMP);
+    command
+        .args(args)
+        .env("WASMP_CACHE_DIR", cache_dir())
+        .env("WASMP_LOG", "wasmp=debug");
+    run_with_deadline(command)
+}
+
+/// Runs a command, killing it if it outlives [`DEADLINE`].
+#[track_caller]
+pub(crate) fn run_with_deadline(mut command: Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("failed to spawn");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Polls `condition` until it holds or `limit` passes.
+pub(crate) fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub(crate) fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// A fresh scratch directory for one test.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("scratch")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

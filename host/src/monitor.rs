@@ -147,7 +147,11 @@ impl Monitor {
                 "the worker program speaks protocol version {version}, this host {PROTOCOL_VERSION}: \
                  use a worker program from the same wasmp version"
             ),
-            Ok(None) => return Ok(None),
+            // Gone before saying hello: how it died (a signal, an exit code) says the rest.
+            Ok(None) | Err(FrameError::Truncated) => return Ok(None),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(None);
+            }
             Ok(Some(other)) => anyhow::bail!("worker sent {other:?} before saying hello"),
             Err(FrameError::Io(e))
                 if matches!(
@@ -247,7 +251,8 @@ fn exit_status(
         Ok(status) => match status.signal() {
             Some(signal) => ExitStatus::Signaled(signal),
             None => ExitStatus::Failed(format!(
-                "the worker process exited with code {} without reporting how the guest ended",
+                "the worker process exited with code {} without reporting how the guest ended \
+                 (did it crash, or is the worker program not a wasmp worker?)",
                 status.code().unwrap_or(-1)
             )),
         },

@@ -75,10 +75,11 @@ fn parse_limit(spec: &str) -> Result<Limit> {
 
 /// Parses `10s`, `500ms`, `2m`, `1h 30m` (a bare number is seconds, as wasmtime).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
     humantime::parse_duration(text)
         .map_err(|e| anyhow::anyhow!("invalid duration {text:?}: {e} (try 10s or 500ms)"))

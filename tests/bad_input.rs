@@ -1,0 +1,146 @@
+//! Bad input: one clear line, a documented exit code, and no worker spawned.
+
+use std::process::Output;
+
+use wasmp_artifacts::{CLI_PROBE, EXPORTS, NOOP};
+
+use crate::{scratch, wasmp};
+
+/// Asserts the exit code, that stderr names the problem, and that no worker was spawned
+/// (the CLI runs with `WASMP_LOG=wasmp=debug`, which logs every spawn).
+#[track_caller]
+fn assert_refused(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    assert!(!stderr.contains("worker spawned"), "something was spawned: {stderr}");
+}
+
+#[test]
+fn missing_component_file_exits_66() {
+    assert_refused(&wasmp(&["run", "/no/such/guest.wasm"]), 66, "cannot read component");
+}
+
+#[test]
+fn invalid_wasm_exits_65() {
+    let dir = scratch("invalid-wasm");
+    let cases: [(&str, &[u8], &str); 4] = [
+        ("empty.wasm", b"", "the file is empty"),
+        ("text.wasm", b"(module)", "not a WebAssembly file"),
+        ("truncated.wasm", b"\0asm\x0d\x00\x01\x00\x07", "invalid component"),
+        ("garbage.wasm", b"\0asm\x0d\x00\x01\x00\xff\xff\xff\xff", "invalid component"),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        assert_refused(&wasmp(&["run", path.to_str().unwrap()]), 65, needle);
+    }
+}
+
+#[test]
+fn a_core_module_exits_65_and_says_how_to_convert_it() {
+    let path = scratch("core-module").join("core.wasm");
+    std::fs::write(&path, b"\0asm\x01\x00\x00\x00").unwrap();
+    let out = wasmp(&["run", path.to_str().unwrap()]);
+    assert_refused(&out, 65, "core WebAssembly module, not a component");
+    assert_refused(&out, 65, "wasm-tools component new");
+}
+
+#[test]
+fn a_missing_export_exits_65_and_lists_the_exports() {
+    let out = wasmp(&["run", "--invoke", "nope()", EXPORTS]);
+    assert_refused(&out, 65, "no exported function \"nope\"");
+    assert_refused(&out, 65, "add: func(a: u32, b: u32) -> u32");
+}
+
+#[test]
+fn wrong_argument_count_or_type_exits_65_with_the_signature() {
+    assert_refused(
+        &wasmp(&["run", "--invoke", "add(1)", EXPORTS]),
+        65,
+        "add is `func(a: u32, b: u32) -> u32`",
+    );
+    assert_refused(
+        &wasmp(&["run", "--invoke", r#"add("x", 2)"#, EXPORTS]),
+        65,
+        "invalid value type",
+    );
+    assert_refused(
+        &wasmp(&["run", "--invoke", "add(1, 2", EXPORTS]),
+        65,
+        "cannot parse --invoke",
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_suggestion() {
+    let out = wasmp(&["run", "--dri", "x", NOOP]);
+    assert_refused(&out, 2, "unexpected argument '--dri'");
+    assert_refused(&out, 2, "similar argument");
+    assert_refused(&wasmp(&["run", "-W", "timeout=abc", NOOP]), 2, "invalid duration");
+    assert_refused(&wasmp(&["run", "-W", "colour=1", NOOP]), 2, "unknown -W key");
+    assert_refused(&wasmp(&["frobnicate"]), 2, "unrecognized subcommand");
+}
+
+#[test]
+fn a_granted_directory_that_does_not_exist_exits_66() {
+    assert_refused(
+        &wasmp(&["run", "--dir", "/no/such/dir::/d", CLI_PROBE, "args"]),
+        66,
+        "/no/such/dir",
+    );
+}
+
+#[test]
+fn a_command_without_main_and_args_with_invoke_are_refused() {
+    assert_refused(
+        &wasmp(&["run", "--invoke", "add(1, 2)", EXPORTS, "extra"]),
+        70,
+        "put them in the call",
+    );
+}
+
+#[test]
+fn up_file_errors_exit_78_with_line_and_column() {
+    let dir = scratch("up-errors");
+    let cases = [
+        (
+            "unknown.toml",
+            format!("[[process]]\nname = \"a\"\ncomponent = \"{NOOP}\"\ncolour = \"red\"\n"),
+            "unknown.toml:4:1: unknown field `colour`",
+        ),
+        (
+            "type.toml",
+            format!("[[process]]\nname = \"a\"\ncomponent = \"{NOOP}\"\nargs = \"x\"\n"),
+            "type.toml:4:8:",
+        ),
+        (
+            "dup.toml",
+            format!(
+                "[[process]]\nname = \"a\"\ncomponent = \"{NOOP}\"\n[[process]]\nname = \"a\"\ncomponent = \"{NOOP}\"\n"
+            ),
+            "two processes are named \"a\"",
+        ),
+        ("empty.toml", String::new(), "no [[process]] entries"),
+    ];
+    for (name, body, needle) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        assert_refused(&wasmp(&["up", path.to_str().unwrap()]), 78, needle);
+    }
+}
+
+#[test]
+fn up_checks_every_process_before_starting_any() {
+    let dir = scratch("up-precheck");
+    let path = dir.join("late-error.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[process]]\nname = \"fine\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"args\"]\n\n\
+             [[process]]\nname = \"broken\"\ncomponent = \"{EXPORTS}\"\ninvoke = \"add(1)\"\n"
+        ),
+    )
+    .unwrap();
+    assert_refused(&wasmp(&["up", path.to_str().unwrap()]), 65, "broken");
+}

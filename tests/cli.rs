@@ -1,0 +1,144 @@
+//! The `wasmp` binary: `run`, `up` and `check` as a user types them.
+
+use wasmp_artifacts::{CLI_PROBE, EXPORTS, TUTORIAL_PROCESS};
+
+use crate::{scratch, wasmp};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn run_invoke_prints_the_tutorial_lines_with_pid_and_ppid() {
+    let out = wasmp(&[
+        "run",
+        "--invoke",
+        r#"func1("func1...arg1", "func1...agr2")"#,
+        TUTORIAL_PROCESS,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in lines {
+        let parts: Vec<&str> = line.split("---").collect();
+        assert_eq!(parts[0], "this is func1 with args: func1...arg1, func1...agr2");
+        let (pid, ppid): (u32, u32) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+        assert_ne!(pid, ppid);
+    }
+}
+
+#[test]
+fn run_exit_code_is_the_guests() {
+    let out = wasmp(&["run", CLI_PROBE, "exit", "7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let out = wasmp(&["run", CLI_PROBE, "args"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn run_trap_exits_134_with_the_trap_message() {
+    let out = wasmp(&["run", CLI_PROBE, "trap"]);
+    assert_eq!(out.status.code(), Some(134));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("trapped"), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+}
+
+#[test]
+fn run_invoke_prints_results_in_wave() {
+    let out = wasmp(&["run", "--invoke", r#"greet("wasm")"#, EXPORTS]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "greeting wasm\n\"hello, wasm\"\n");
+}
+
+#[test]
+fn run_grants_env_and_dirs_with_wasmtime_spellings() {
+    let dir = scratch("cli-dirs");
+    std::fs::write(dir.join("f.txt"), "from host").unwrap();
+    let grant = format!("{}::/d", dir.display());
+    let out = wasmp(&["run", "--env", "A=1", "--dir", &grant, CLI_PROBE, "read", "/d/f.txt"]);
+    assert_eq!(text(&out.stdout), "read: from host\n", "{}", text(&out.stderr));
+    let out = wasmp(&["run", "--env", "A=1", CLI_PROBE, "env", "A"]);
+    assert_eq!(text(&out.stdout), "env A=1\nenv count 1\n");
+    let out = wasmp(&["run", "--dir-ro", &grant, CLI_PROBE, "write", "/d/g.txt", "x"]);
+    assert!(text(&out.stdout).starts_with("denied:"));
+    assert!(!dir.join("g.txt").exists());
+}
+
+#[test]
+fn run_timeout_exits_124() {
+    let out = wasmp(&["run", "-W", "timeout=300ms", CLI_PROBE, "spin"]);
+    assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("timed out"));
+}
+
+#[test]
+fn up_runs_every_process_concurrently_with_tagged_output() {
+    let dir = scratch("up");
+    let file = dir.join("tutorial.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[process]]
+name = "p1"
+component = "{TUTORIAL_PROCESS}"
+invoke = 'func1("func1...arg1", "func1...agr2")'
+
+[[process]]
+name = "p2"
+component = "{TUTORIAL_PROCESS}"
+invoke = 'func2("func2...arg1...", "func1...agr2...")'
+"#
+        ),
+    )
+    .unwrap();
+    let out = wasmp(&["up", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("[p1 ")).count(), 3, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("[p2 ")).count(), 3, "{stdout}");
+    assert!(stdout.contains("this is func2 with args: func2...arg1..., func1...agr2..."));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("p1") && stderr.contains("exited with code 0"), "{stderr}");
+}
+
+#[test]
+fn up_fails_when_any_process_fails() {
+    let dir = scratch("up-fail");
+    let file = dir.join("mixed.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[process]]\nname = \"ok\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"args\"]\n\n\
+             [[process]]\nname = \"bad\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"exit\", \"5\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = wasmp(&["up", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("[ok "), "the other process still ran");
+}
+
+#[test]
+fn check_lists_main_and_exports() {
+    let out = wasmp(&["check", EXPORTS]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("main (wasi:cli/run)"), "{stdout}");
+    assert!(stdout.contains("add: func(a: u32, b: u32) -> u32"), "{stdout}");
+    let out = wasmp(&["check", "--invoke", "add(1, 2)", EXPORTS]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn help_shows_an_example_for_each_subcommand() {
+    for sub in ["run", "up", "check"] {
+        let out = wasmp(&[sub, "--help"]);
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        assert!(help.contains("Example"), "{sub} --help has no example:\n{help}");
+        assert!(help.contains(&format!("wasmp {sub}")), "{help}");
+    }
+}
