@@ -13,12 +13,19 @@ fn assert_refused(out: &Output, code: i32, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
-    assert!(!stderr.contains("worker spawned"), "something was spawned: {stderr}");
+    assert!(
+        !stderr.contains("worker spawned"),
+        "something was spawned: {stderr}"
+    );
 }
 
 #[test]
 fn missing_component_file_exits_66() {
-    assert_refused(&wasmp(&["run", "/no/such/guest.wasm"]), 66, "cannot read component");
+    assert_refused(
+        &wasmp(&["run", "/no/such/guest.wasm"]),
+        66,
+        "cannot read component",
+    );
 }
 
 #[test]
@@ -27,8 +34,16 @@ fn invalid_wasm_exits_65() {
     let cases: [(&str, &[u8], &str); 4] = [
         ("empty.wasm", b"", "the file is empty"),
         ("text.wasm", b"(module)", "not a WebAssembly file"),
-        ("truncated.wasm", b"\0asm\x0d\x00\x01\x00\x07", "invalid component"),
-        ("garbage.wasm", b"\0asm\x0d\x00\x01\x00\xff\xff\xff\xff", "invalid component"),
+        (
+            "truncated.wasm",
+            b"\0asm\x0d\x00\x01\x00\x07",
+            "invalid component",
+        ),
+        (
+            "garbage.wasm",
+            b"\0asm\x0d\x00\x01\x00\xff\xff\xff\xff",
+            "invalid component",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let path = dir.join(name);
@@ -77,8 +92,16 @@ fn bad_flags_exit_2_with_a_suggestion() {
     let out = wasmp(&["run", "--dri", "x", NOOP]);
     assert_refused(&out, 2, "unexpected argument '--dri'");
     assert_refused(&out, 2, "similar argument");
-    assert_refused(&wasmp(&["run", "-W", "timeout=abc", NOOP]), 2, "invalid duration");
-    assert_refused(&wasmp(&["run", "-W", "colour=1", NOOP]), 2, "unknown -W key");
+    assert_refused(
+        &wasmp(&["run", "-W", "timeout=abc", NOOP]),
+        2,
+        "invalid duration",
+    );
+    assert_refused(
+        &wasmp(&["run", "-W", "colour=1", NOOP]),
+        2,
+        "unknown -W key",
+    );
     assert_refused(&wasmp(&["frobnicate"]), 2, "unrecognized subcommand");
 }
 

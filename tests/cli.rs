@@ -22,7 +22,10 @@ fn run_invoke_prints_the_tutorial_lines_with_pid_and_ppid() {
     assert_eq!(lines.len(), 3, "{stdout}");
     for line in lines {
         let parts: Vec<&str> = line.split("---").collect();
-        assert_eq!(parts[0], "this is func1 with args: func1...arg1, func1...agr2");
+        assert_eq!(
+            parts[0],
+            "this is func1 with args: func1...arg1, func1...agr2"
+        );
         let (pid, ppid): (u32, u32) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
         assert_ne!(pid, ppid);
     }
@@ -57,11 +60,20 @@ fn run_grants_env_and_dirs_with_wasmtime_spellings() {
     let dir = scratch("cli-dirs");
     std::fs::write(dir.join("f.txt"), "from host").unwrap();
     let grant = format!("{}::/d", dir.display());
-    let out = wasmp(&["run", "--env", "A=1", "--dir", &grant, CLI_PROBE, "read", "/d/f.txt"]);
-    assert_eq!(text(&out.stdout), "read: from host\n", "{}", text(&out.stderr));
+    let out = wasmp(&[
+        "run", "--env", "A=1", "--dir", &grant, CLI_PROBE, "read", "/d/f.txt",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "read: from host\n",
+        "{}",
+        text(&out.stderr)
+    );
     let out = wasmp(&["run", "--env", "A=1", CLI_PROBE, "env", "A"]);
     assert_eq!(text(&out.stdout), "env A=1\nenv count 1\n");
-    let out = wasmp(&["run", "--dir-ro", &grant, CLI_PROBE, "write", "/d/g.txt", "x"]);
+    let out = wasmp(&[
+        "run", "--dir-ro", &grant, CLI_PROBE, "write", "/d/g.txt", "x",
+    ]);
     assert!(text(&out.stdout).starts_with("denied:"));
     assert!(!dir.join("g.txt").exists());
 }
@@ -97,11 +109,22 @@ invoke = 'func2("func2...arg1...", "func1...agr2...")'
     let out = wasmp(&["up", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("[p1 ")).count(), 3, "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("[p2 ")).count(), 3, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("[p1 ")).count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("[p2 ")).count(),
+        3,
+        "{stdout}"
+    );
     assert!(stdout.contains("this is func2 with args: func2...arg1..., func1...agr2..."));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("p1") && stderr.contains("exited with code 0"), "{stderr}");
+    assert!(
+        stderr.contains("p1") && stderr.contains("exited with code 0"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -118,7 +141,10 @@ fn up_fails_when_any_process_fails() {
     .unwrap();
     let out = wasmp(&["up", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("[ok "), "the other process still ran");
+    assert!(
+        text(&out.stdout).contains("[ok "),
+        "the other process still ran"
+    );
 }
 
 #[test]
@@ -127,7 +153,10 @@ fn check_lists_main_and_exports() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("main (wasi:cli/run)"), "{stdout}");
-    assert!(stdout.contains("add: func(a: u32, b: u32) -> u32"), "{stdout}");
+    assert!(
+        stdout.contains("add: func(a: u32, b: u32) -> u32"),
+        "{stdout}"
+    );
     let out = wasmp(&["check", "--invoke", "add(1, 2)", EXPORTS]);
     assert!(out.status.success());
 }
@@ -138,7 +167,10 @@ fn help_shows_an_example_for_each_subcommand() {
         let out = wasmp(&[sub, "--help"]);
         assert!(out.status.success());
         let help = text(&out.stdout);
-        assert!(help.contains("Example"), "{sub} --help has no example:\n{help}");
+        assert!(
+            help.contains("Example"),
+            "{sub} --help has no example:\n{help}"
+        );
         assert!(help.contains(&format!("wasmp {sub}")), "{help}");
     }
 }

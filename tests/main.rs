@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod orphans;
 mod process;
+mod queue;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -45,11 +46,7 @@ pub(crate) fn guest(path: &str) -> Component {
     let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap();
     loaded
         .entry(path.to_string())
-        .or_insert_with(|| {
-            runtime()
-                .load(path)
-                .unwrap_or_else(|e| panic!("{e:#}"))
-        })
+        .or_insert_with(|| runtime().load(path).unwrap_or_else(|e| panic!("{e:#}")))
         .clone()
 }
 

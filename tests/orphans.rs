@@ -13,9 +13,7 @@ fn children(parent: u32) -> Vec<u32> {
         return Vec::new();
     };
     tasks
-        .filter_map(|task| {
-            std::fs::read_to_string(task.ok()?.path().join("children")).ok()
-        })
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
         .flat_map(|list| {
             list.split_whitespace()
                 .filter_map(|pid| pid.parse().ok())
@@ -55,8 +53,13 @@ fn sigkill_of_the_host_leaves_no_worker_alive() {
     host.kill().unwrap();
     host.wait().unwrap();
     assert!(
-        eventually(Duration::from_secs(5), || workers.iter().all(|&pid| !is_running(pid))),
+        eventually(Duration::from_secs(5), || workers
+            .iter()
+            .all(|&pid| !is_running(pid))),
         "workers outlived the host: {:?}",
-        workers.iter().filter(|&&pid| is_running(pid)).collect::<Vec<_>>()
+        workers
+            .iter()
+            .filter(|&&pid| is_running(pid))
+            .collect::<Vec<_>>()
     );
 }

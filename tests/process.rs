@@ -55,10 +55,7 @@ fn identity_is_the_worker_pid_the_host_pid_and_the_given_name() {
         p.pid().unwrap(),
         std::process::id()
     );
-    assert_eq!(
-        p.results().unwrap().unwrap(),
-        vec![Val::String(expected)]
-    );
+    assert_eq!(p.results().unwrap().unwrap(), vec![Val::String(expected)]);
 }
 
 #[test]
@@ -68,7 +65,8 @@ fn invoke_returns_typed_results_and_converts_integer_arguments() {
     assert_eq!(join(&mut add), ExitStatus::Exited(0));
     assert_eq!(add.results().unwrap().unwrap(), vec![Val::U32(42)]);
 
-    let mut describe = Process::new(&guest(EXPORTS)).invoke_wave(r#"describe(true, [1, -2, 3], some("x"))"#);
+    let mut describe =
+        Process::new(&guest(EXPORTS)).invoke_wave(r#"describe(true, [1, -2, 3], some("x"))"#);
     describe.start().unwrap();
     assert!(join(&mut describe).success());
     assert_eq!(
@@ -101,7 +99,10 @@ fn traps_are_reported_with_their_message() {
     match join(&mut trap) {
         ExitStatus::Trapped(message) => {
             assert!(message.contains("unreachable"), "{message}");
-            assert!(message.contains("cli_probe"), "backtrace names the guest: {message}");
+            assert!(
+                message.contains("cli_probe"),
+                "backtrace names the guest: {message}"
+            );
         }
         other => panic!("expected a trap, got {other}"),
     }
@@ -112,7 +113,10 @@ fn traps_are_reported_with_their_message() {
     panic.start().unwrap();
     assert!(matches!(join(&mut panic), ExitStatus::Trapped(_)));
     let stderr = String::from_utf8(panic.stderr_bytes().unwrap()).unwrap();
-    assert!(stderr.contains("boom"), "the guest's panic message reaches stderr: {stderr}");
+    assert!(
+        stderr.contains("boom"),
+        "the guest's panic message reaches stderr: {stderr}"
+    );
 }
 
 #[test]
@@ -227,7 +231,10 @@ fn dropping_a_running_process_terminates_and_reaps_it() {
 fn join_timeout_returns_none_while_running_and_is_alive_follows() {
     let mut p = probe(&["sleep", "400"]);
     assert!(!p.is_alive(), "not started yet");
-    assert!(p.join().is_err(), "joining an unstarted process is an error");
+    assert!(
+        p.join().is_err(),
+        "joining an unstarted process is an error"
+    );
     p.start().unwrap();
     assert!(p.is_alive());
     assert_eq!(p.join_timeout(Duration::from_millis(10)).unwrap(), None);

@@ -21,9 +21,14 @@ fn main() -> Result<()> {
         Some(plugin) => (plugin, args.collect()),
         None => (
             wasmp_artifacts::EXPORTS.to_string(),
-            ["greet(\"plugin host\")", "add(40, 2)", "fail(\"a plugin bug\")", "spin()"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "greet(\"plugin host\")",
+                "add(40, 2)",
+                "fail(\"a plugin bug\")",
+                "spin()",
+            ]
+            .map(String::from)
+            .to_vec(),
         ),
     };
 
@@ -56,7 +61,10 @@ fn main() -> Result<()> {
                 process.results_wave().unwrap_or_default().join(", ")
             ),
             ExitStatus::Trapped(message) => {
-                println!("{call}: plugin trapped: {}", message.lines().next().unwrap_or(""))
+                println!(
+                    "{call}: plugin trapped: {}",
+                    message.lines().next().unwrap_or("")
+                )
             }
             other => println!("{call}: {other}"),
         }

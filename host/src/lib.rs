@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+mod broker;
 mod cache;
 mod component;
 mod engine;
@@ -37,18 +38,21 @@ mod monitor;
 mod output;
 mod process;
 mod protocol;
+mod queue;
 mod runtime;
 mod signature;
 mod supervisor;
 mod value;
 mod worker;
 
+pub use broker::{DEFAULT_MAX_MESSAGE_SIZE, QueueStats};
 pub use component::{Component, MAX_COMPONENT_SIZE};
 pub use error::{InputError, InputErrorKind};
 pub use exit::ExitStatus;
 pub use grants::{DirGrant, parse_env};
 pub use output::{MAX_CAPTURE, Output};
 pub use process::{Process, TERMINATE_GRACE};
+pub use queue::{Queue, QueueBuilder, QueueError};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use value::IntoVal;
 pub use wasmtime::component::Val;

@@ -17,9 +17,10 @@ use crate::exit::ExitStatus;
 use crate::output::{Drain, Output, Stream};
 use crate::process::{Finished, Shared};
 use crate::protocol::{
-    FrameError, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, QueueCall, QueueFault, QueueReply,
-    StartSpec, ToHost, ToWorker, read_frame, write_frame,
+    FrameError, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, StartSpec, ToHost, ToWorker, read_frame,
+    write_frame,
 };
+use crate::queue::{InFlight, QueueGrants};
 use crate::supervisor::{Signaller, Spawned};
 
 /// A worker that has not said hello by then is not a wasmp worker (an embedder's binary
@@ -35,6 +36,7 @@ pub(crate) struct WorkerLink {
     pub(crate) stdout: Output,
     pub(crate) stderr: Output,
     pub(crate) deadline: Option<Instant>,
+    pub(crate) queues: QueueGrants,
 }
 
 pub(crate) struct Monitor {
@@ -172,43 +174,79 @@ impl Monitor {
             .set_read_timeout(None)
             .context("failed to clear a socket timeout")?;
         let mut outcome = None;
+        // Messages in the last reply, until the worker shows it read them: its next frame,
+        // or a clean EOF. A worker killed with the reply unread leaves unread data in its
+        // socket, which Linux reports to us as ECONNRESET: then they go back to the queue.
+        let mut in_flight: Option<InFlight> = None;
         loop {
-            match read_frame::<ToHost>(&mut self.reader, MAX_FRAME_LEN) {
+            let frame = read_frame::<ToHost>(&mut self.reader, MAX_FRAME_LEN);
+            if matches!(frame, Ok(Some(_)) | Ok(None) | Err(FrameError::Truncated)) {
+                in_flight = None;
+            }
+            match frame {
                 Ok(Some(ToHost::Call(call))) => {
-                    let reply = answer(call);
-                    // A worker that died waiting for its answer is reaped below.
-                    if write_frame(&mut self.writer, &ToWorker::Reply(reply))
+                    let socket = self.reader.get_ref();
+                    let abandoned = || peer_closed(socket);
+                    let (reply, source) = self.link.queues.serve(call, &abandoned);
+                    let reply = ToWorker::Reply(reply);
+                    let sent = write_frame(&mut self.writer, &reply)
                         .and_then(|()| self.writer.flush())
-                        .is_err()
-                    {
+                        .is_ok();
+                    let ToWorker::Reply(reply) = reply else {
+                        unreachable!("built as a reply above")
+                    };
+                    in_flight = source.and_then(|queue| InFlight::from_reply(queue, reply));
+                    if !sent {
+                        // The worker died waiting for its answer; it is reaped below.
+                        if let Some(unread) = in_flight.take() {
+                            unread.requeue();
+                        }
                         return Ok(outcome);
                     }
                 }
                 Ok(Some(ToHost::Finished(done))) => outcome = Some(done),
                 Ok(Some(ToHost::Hello { .. })) => anyhow::bail!("worker said hello twice"),
                 Ok(None) => return Ok(outcome),
-                // A worker killed in the middle of a frame: nothing more to read.
+                // A worker killed in the middle of writing a frame: the partial frame is
+                // dropped, and nothing of it reached a queue.
                 Err(FrameError::Truncated) => return Ok(outcome),
                 Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    if let Some(unread) = in_flight.take() {
+                        debug!(
+                            name = %self.link.name,
+                            count = unread.messages.len(),
+                            "worker died before reading its messages; requeued"
+                        );
+                        unread.requeue();
+                    }
                     return Ok(outcome);
                 }
-                Err(e) => return Err(e).context("worker broke the protocol"),
+                Err(e) => {
+                    if let Some(unread) = in_flight.take() {
+                        unread.requeue();
+                    }
+                    return Err(e).context("worker broke the protocol");
+                }
             }
         }
     }
 }
 
-/// Queue calls before the broker exists: every queue is unknown to the worker.
-fn answer(call: QueueCall) -> QueueReply {
-    let queue = match call {
-        QueueCall::Put { queue, .. }
-        | QueueCall::PutMany { queue, .. }
-        | QueueCall::Get { queue, .. }
-        | QueueCall::GetMany { queue, .. }
-        | QueueCall::Close { queue }
-        | QueueCall::Len { queue } => queue,
+/// Whether the worker closed its end of the socket (it died, or is exiting).
+fn peer_closed(socket: &UnixStream) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    QueueReply::Error(QueueFault::Unknown(queue))
+    match poll(&mut fds, Some(&zero)) {
+        Ok(0) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
+        Err(_) => false,
+    }
 }
 
 /// Kills the worker if it is still running `TIMEOUT_GRACE` after its deadline: the epoch

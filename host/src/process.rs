@@ -17,6 +17,7 @@ use crate::grants::{DirGrant, parse_env};
 use crate::monitor::{Monitor, WorkerLink};
 use crate::output::Output;
 use crate::protocol::{Entry, StartSpec};
+use crate::queue::{Queue, QueueGrants};
 use crate::supervisor::{self, Signaller, SpawnRequest};
 use crate::value::IntoVal;
 
@@ -62,6 +63,7 @@ pub struct Process {
     stdout: Output,
     stderr: Output,
     timeout: Option<Duration>,
+    queues: QueueGrants,
     /// An error found while configuring, reported by `start`.
     config_error: Option<InputError>,
     running: Option<Running>,
@@ -150,6 +152,7 @@ impl Process {
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             timeout: None,
+            queues: QueueGrants::default(),
             config_error: None,
             running: None,
         }
@@ -227,6 +230,17 @@ impl Process {
         self
     }
 
+    /// Grants a queue: the guest reaches it by its name through `wasmp:worker/queue`.
+    /// Queues not granted answer `unknown` to the guest.
+    #[must_use]
+    pub fn queue(mut self, queue: &Queue) -> Self {
+        if let Err(message) = self.queues.grant(queue) {
+            self.config_error
+                .get_or_insert(InputError::new(InputErrorKind::BadConfig, message));
+        }
+        self
+    }
+
     /// Where the guest's stdout goes (default: [`Output::Inherit`]).
     #[must_use]
     pub fn stdout(mut self, output: Output) -> Self {
@@ -289,6 +303,7 @@ impl Process {
             stdout: self.stdout,
             stderr: self.stderr,
             deadline: self.timeout.map(|t| Instant::now() + t),
+            queues: self.queues.clone(),
         };
         let monitor = Monitor::start(spawned, spec, link, shared.clone())?;
         self.running = Some(Running {
@@ -332,6 +347,7 @@ impl Process {
             timeout_ms: self
                 .timeout
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            queues: self.queues.limits(),
         };
         Ok((spec, export))
     }

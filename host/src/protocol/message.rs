@@ -50,6 +50,9 @@ pub(crate) struct StartSpec {
     pub(crate) dirs: Vec<DirGrant>,
     /// Wall-clock limit for the guest, in milliseconds.
     pub(crate) timeout_ms: Option<u64>,
+    /// The queues the guest may use, with each one's maximum message size: the worker
+    /// refuses what the host would refuse without a round trip (the host checks again).
+    pub(crate) queues: Vec<(String, u64)>,
 }
 
 /// The guest's entry point.

@@ -34,6 +34,7 @@ fn try_run(spec: &StartSpec, slot: &mut Option<Channel>) -> Result<Outcome> {
         name: spec.name.clone(),
         parent_pid: rustix::process::getppid().map_or(0, |pid| pid.as_raw_pid() as u32),
         channel: slot.take(),
+        queues: spec.queues.iter().cloned().collect(),
     };
     let mut store = Store::new(&engine, state);
     store.set_epoch_deadline(1);

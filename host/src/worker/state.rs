@@ -3,6 +3,8 @@
 //! Queue calls are forwarded to the host over the channel and block until it answers, so a
 //! queue lives in exactly one place (the host's broker) whichever process touches it.
 
+use std::collections::HashMap;
+
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -20,6 +22,8 @@ pub(crate) struct WorkerState {
     pub(crate) parent_pid: u32,
     /// `None` when the linker is only used to check a component's imports in the host.
     pub(crate) channel: Option<Channel>,
+    /// Granted queue names and their maximum message sizes.
+    pub(crate) queues: HashMap<String, u64>,
 }
 
 impl WasiView for WorkerState {
@@ -57,6 +61,21 @@ impl process::Host for WorkerState {
 }
 
 impl WorkerState {
+    /// Refuses locally what the host would refuse: an ungranted queue, an oversize message.
+    fn check(
+        &self,
+        queue: &str,
+        sizes: impl IntoIterator<Item = usize>,
+    ) -> Result<(), queue::QueueError> {
+        let Some(&limit) = self.queues.get(queue) else {
+            return Err(queue::QueueError::Unknown(queue.to_string()));
+        };
+        if sizes.into_iter().any(|size| size as u64 > limit) {
+            return Err(queue::QueueError::TooLarge(limit));
+        }
+        Ok(())
+    }
+
     /// Sends a queue call to the host and waits for its answer. A host that is gone is not
     /// an answer the guest could act on: the worker exits (the host, if alive, sees EOF).
     fn call(&mut self, call: QueueCall) -> Result<QueueReply, queue::QueueError> {
@@ -102,6 +121,7 @@ fn unexpected(queue: &str) -> queue::QueueError {
 
 impl queue::Host for WorkerState {
     fn put(&mut self, queue: String, message: Vec<u8>) -> Result<(), queue::QueueError> {
+        self.check(&queue, [message.len()])?;
         self.call(QueueCall::Put {
             queue,
             message,
@@ -111,6 +131,7 @@ impl queue::Host for WorkerState {
     }
 
     fn try_put(&mut self, queue: String, message: Vec<u8>) -> Result<(), queue::QueueError> {
+        self.check(&queue, [message.len()])?;
         self.call(QueueCall::Put {
             queue,
             message,
@@ -128,6 +149,7 @@ impl queue::Host for WorkerState {
         queue: String,
         timeout_ms: Option<u64>,
     ) -> Result<Vec<u8>, queue::QueueError> {
+        self.check(&queue, [])?;
         match self.call(QueueCall::Get {
             queue: queue.clone(),
             timeout_ms,
@@ -139,6 +161,7 @@ impl queue::Host for WorkerState {
     }
 
     fn try_get(&mut self, queue: String) -> Result<Option<Vec<u8>>, queue::QueueError> {
+        self.check(&queue, [])?;
         match self.call(QueueCall::Get {
             queue: queue.clone(),
             timeout_ms: None,
@@ -155,6 +178,7 @@ impl queue::Host for WorkerState {
         max: u32,
         timeout_ms: Option<u64>,
     ) -> Result<Vec<Vec<u8>>, queue::QueueError> {
+        self.check(&queue, [])?;
         match self.call(QueueCall::GetMany {
             queue: queue.clone(),
             max,
@@ -166,10 +190,12 @@ impl queue::Host for WorkerState {
     }
 
     fn close(&mut self, queue: String) -> Result<(), queue::QueueError> {
+        self.check(&queue, [])?;
         self.call(QueueCall::Close { queue }).map(drop)
     }
 
     fn len(&mut self, queue: String) -> Result<u64, queue::QueueError> {
+        self.check(&queue, [])?;
         match self.call(QueueCall::Len {
             queue: queue.clone(),
         })? {
