@@ -103,6 +103,7 @@ fn bad_flags_exit_2_with_a_suggestion() {
         "unknown -W key",
     );
     assert_refused(&wasmp(&["frobnicate"]), 2, "unrecognized subcommand");
+    assert_refused(&wasmp(&["run", "--queue", "q=many", NOOP]), 78, "capacity must be");
 }
 
 #[test]
@@ -145,6 +146,18 @@ fn up_file_errors_exit_78_with_line_and_column() {
             "two processes are named \"a\"",
         ),
         ("empty.toml", String::new(), "no [[process]] entries"),
+        (
+            "queue.toml",
+            format!("[[process]]\nname = \"a\"\ncomponent = \"{NOOP}\"\nqueues = [\"nope\"]\n"),
+            "granted queue \"nope\", which no [[queue]] declares",
+        ),
+        (
+            "close.toml",
+            format!(
+                "[[queue]]\nname = \"q\"\nclose-after = [\"ghost\"]\n[[process]]\nname = \"a\"\ncomponent = \"{NOOP}\"\n"
+            ),
+            "close-after names \"ghost\"",
+        ),
     ];
     for (name, body, needle) in cases {
         let path = dir.join(name);

@@ -1,8 +1,8 @@
 //! The `wasmp` binary: `run`, `up` and `check` as a user types them.
 
-use wasmp_artifacts::{CLI_PROBE, EXPORTS, TUTORIAL_PROCESS};
+use wasmp_artifacts::{CLI_PROBE, EXPORTS, QUEUE_PROBE, TUTORIAL_PROCESS, TUTORIAL_QUEUE};
 
-use crate::{scratch, wasmp};
+use crate::{scratch, wasmp, wasmp_with_stdin};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -173,4 +173,76 @@ fn help_shows_an_example_for_each_subcommand() {
         );
         assert!(help.contains(&format!("wasmp {sub}")), "{help}");
     }
+}
+
+#[test]
+fn up_runs_the_tutorial_writer_and_reader_over_a_declared_queue() {
+    let dir = scratch("up-queue");
+    let file = dir.join("queue.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[[queue]]
+name = "q"
+capacity = 2
+close-after = ["pw"]
+
+[[process]]
+name = "pw"
+component = "{TUTORIAL_QUEUE}"
+invoke = 'writer("q")'
+queues = ["q"]
+
+[[process]]
+name = "pr"
+component = "{TUTORIAL_QUEUE}"
+invoke = 'reader("q")'
+queues = ["q"]
+"#
+        ),
+    )
+    .unwrap();
+    let out = wasmp(&["up", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("[pr "))
+        .map(|l| l.split_once("] ").unwrap().1.to_string())
+        .collect();
+    assert_eq!(
+        read,
+        ["read start...", "read value A", "read value B", "read value C", "read value D", "read end..."]
+    );
+}
+
+#[test]
+fn stdin_feeds_a_queue_and_another_drains_to_stdout() {
+    let input = (0..1000).map(|i| format!("line {i}\n")).collect::<String>();
+    let out = wasmp_with_stdin(
+        &[
+            "run",
+            "--stdin-to-queue",
+            "jobs",
+            "--queue",
+            "results=8",
+            "--queue-to-stdout",
+            "results",
+            QUEUE_PROBE,
+            "pong",
+            "jobs",
+            "results",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), input);
+}
+
+#[test]
+fn run_grants_named_queues() {
+    let out = wasmp(&["run", "--queue", "q", QUEUE_PROBE, "len", "q"]);
+    assert_eq!(text(&out.stdout), "len 0\n");
+    let out = wasmp(&["run", QUEUE_PROBE, "len", "q"]);
+    assert_eq!(text(&out.stdout), "error: no queue named \"q\" was granted\n");
 }

@@ -70,22 +70,36 @@ pub(crate) fn stdout_of(process: &Process) -> String {
 /// Runs the `wasmp` CLI with a deadline and returns its output.
 #[track_caller]
 pub(crate) fn wasmp(args: &[&str]) -> Output {
+    wasmp_with_stdin(args, None)
+}
+
+/// Runs the `wasmp` CLI with `input` on its stdin.
+#[track_caller]
+pub(crate) fn wasmp_with_stdin(args: &[&str], input: Option<&[u8]>) -> Output {
     let mut command = Command::new(WASMP);
     command
         .args(args)
         .env("WASMP_CACHE_DIR", cache_dir())
         .env("WASMP_LOG", "wasmp=debug");
-    run_with_deadline(command)
+    run_with_deadline(command, input)
 }
 
 /// Runs a command, killing it if it outlives [`DEADLINE`].
 #[track_caller]
-pub(crate) fn run_with_deadline(mut command: Command) -> Output {
+pub(crate) fn run_with_deadline(mut command: Command, input: Option<&[u8]>) -> Output {
     command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn().expect("failed to spawn");
+    if let Some(input) = input {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {

@@ -9,7 +9,7 @@
 //! it, and `run_worker_if_requested` turns those into workers before `main` goes further.
 
 use anyhow::Result;
-use wasmp::{Output, Process, Runtime};
+use wasmp::{Output, Process, Queue, Runtime};
 
 fn main() -> Result<()> {
     wasmp::run_worker_if_requested();
@@ -32,5 +32,31 @@ fn main() -> Result<()> {
     let s2 = p2.join()?;
     println!("p1 (pid {}) {s1}", p1.pid().unwrap_or(0));
     println!("p2 (pid {}) {s2}", p2.pid().unwrap_or(0));
+
+    println!();
+    println!("== 3. a writer and a reader sharing a Queue");
+    let tutorial = runtime.load(wasmp_artifacts::TUTORIAL_QUEUE)?;
+    let q = Queue::new("q"); // owned by the host, granted to both workers by name
+    let mut pw = Process::new(&tutorial)
+        .name("pw")
+        .invoke("writer", ["q"])
+        .queue(&q)
+        .stdout(Output::Tagged);
+    let mut pr = Process::new(&tutorial)
+        .name("pr")
+        .invoke("reader", ["q"])
+        .queue(&q)
+        .stdout(Output::Tagged);
+    pw.start()?;
+    pr.start()?;
+    let sw = pw.join()?;
+    // Python busy-waits on q.empty() and terminates the reader; closing the queue lets the
+    // reader drain what is left and return on its own.
+    q.close();
+    let sr = pr.join()?;
+    println!("pw (pid {}) {sw}", pw.pid().unwrap_or(0));
+    println!("pr (pid {}) {sr}", pr.pid().unwrap_or(0));
+    let stats = q.stats();
+    println!("queue q: {} put, {} got, {} left", stats.puts, stats.gets, stats.len);
     Ok(())
 }

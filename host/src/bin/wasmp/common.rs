@@ -124,3 +124,25 @@ pub(crate) fn report_failure(name: &str, status: &ExitStatus) {
         other => eprintln!("error: {name}: {other}"),
     }
 }
+
+/// Parses `NAME` or `NAME=CAPACITY` into a new queue.
+pub(crate) fn parse_queue(spec: &str) -> Result<wasmp::Queue> {
+    let (name, capacity) = match spec.split_once('=') {
+        Some((name, capacity)) => {
+            let capacity: usize = capacity.parse().map_err(|_| {
+                InputError::new_config(format!(
+                    "invalid queue {spec:?}: the capacity must be a positive number"
+                ))
+            })?;
+            (name, Some(capacity))
+        }
+        None => (spec, None),
+    };
+    if name.is_empty() {
+        return Err(InputError::new_config(format!("invalid queue {spec:?}: empty name")).into());
+    }
+    Ok(match capacity {
+        Some(capacity) => wasmp::Queue::bounded(name, capacity),
+        None => wasmp::Queue::new(name),
+    })
+}

@@ -2,6 +2,7 @@
 
 mod check;
 mod common;
+mod pipes;
 mod run;
 mod up;
 

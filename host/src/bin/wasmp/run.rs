@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use wasmp::{Output, Process, Runtime};
+use wasmp::{Output, Process, Queue, Runtime};
 
-use crate::common::{GrantOptions, exit_code_of, report_failure};
+use crate::common::{GrantOptions, exit_code_of, parse_queue, report_failure};
+use crate::pipes::PipeOptions;
 
 /// Run a component in a sandboxed worker process.
 ///
@@ -19,7 +20,8 @@ Examples:
   wasmp run guest.wasm arg1 arg2
   wasmp run --dir ./data::/data --env HOME=/data guest.wasm
   wasmp run --invoke 'func1(\"func1...arg1\", \"func1...agr2\")' tutorial_process.wasm
-  wasmp run -W timeout=5s spin.wasm")]
+  wasmp run -W timeout=5s spin.wasm
+  seq 10 | wasmp run --stdin-to-queue jobs --queue-to-stdout results worker.wasm")]
 pub(crate) struct RunCommand {
     /// Call this exported function instead of `main`, in WAVE syntax: 'name("a", 1)'.
     #[arg(long, value_name = "CALL")]
@@ -31,6 +33,13 @@ pub(crate) struct RunCommand {
 
     #[command(flatten)]
     grants: GrantOptions,
+
+    /// Grant a new queue NAME (unbounded) or NAME=CAPACITY.
+    #[arg(long = "queue", value_name = "NAME[=CAPACITY]")]
+    queues: Vec<String>,
+
+    #[command(flatten)]
+    pipes: PipeOptions,
 
     /// The component to run.
     #[arg(value_name = "COMPONENT")]
@@ -69,8 +78,29 @@ impl RunCommand {
             None => process.args(self.args.iter().cloned()),
         };
         let mut process = self.grants.apply(process)?;
+        let mut queues: Vec<Queue> = Vec::new();
+        for spec in &self.queues {
+            queues.push(parse_queue(spec)?);
+        }
+        for name in self.pipes.names() {
+            if !queues.iter().any(|q| q.name() == name) {
+                queues.push(Queue::new(name));
+            }
+        }
+        for queue in &queues {
+            process = process.queue(queue);
+        }
+        process.check()?;
+        let pipes = self
+            .pipes
+            .start(|name| queues.iter().find(|q| q.name() == name).cloned())?;
         process.start()?;
         let status = process.join()?;
+        // Nothing can put any more: let the drain finish what is left.
+        for queue in &queues {
+            queue.close();
+        }
+        pipes.finish();
         if let Some(results) = process.results_wave() {
             for result in results {
                 println!("{result}");

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Deserialize;
-use wasmp::{Component, InputError, InputErrorKind, Output, Process, Runtime};
+use wasmp::{Component, InputError, InputErrorKind, Output, Process, Queue, Runtime};
 
 use crate::common::{GrantOptions, Limit, exit_code_of, parse_duration, relative_to};
+use crate::pipes::PipeOptions;
 
 /// Run the processes described in a TOML file concurrently and join them all.
 ///
@@ -19,20 +20,30 @@ use crate::common::{GrantOptions, Limit, exit_code_of, parse_duration, relative_
 #[command(after_help = "\
 Example file (paths are relative to the file):
 
-  [[process]]
-  name = \"p1\"
-  component = \"tutorial_process.wasm\"
-  invoke = 'func1(\"func1...arg1\", \"func1...agr2\")'
+  [[queue]]
+  name = \"q\"
+  capacity = 100            # optional; also max-message-size
+  close-after = [\"pw\"]      # closed once pw ends: the reader drains it and returns
 
   [[process]]
-  name = \"p2\"
-  component = \"tutorial_process.wasm\"
-  invoke = 'func2(\"func2...arg1...\", \"func1...agr2...\")'
+  name = \"pw\"
+  component = \"tutorial_queue.wasm\"
+  invoke = 'writer(\"q\")'
+  queues = [\"q\"]
+
+  [[process]]
+  name = \"pr\"
+  component = \"tutorial_queue.wasm\"
+  invoke = 'reader(\"q\")'
+  queues = [\"q\"]
   env = [\"LANG=C\"]          # also: args, dirs, dirs-ro, timeout = \"10s\"
 
 Example:
   wasmp up tutorial.toml")]
 pub(crate) struct UpCommand {
+    #[command(flatten)]
+    pipes: PipeOptions,
+
     /// The file describing the processes.
     #[arg(value_name = "FILE")]
     file: PathBuf,
@@ -42,8 +53,22 @@ pub(crate) struct UpCommand {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
+    #[serde(default, rename = "queue")]
+    queues: Vec<QueueEntry>,
     #[serde(default, rename = "process")]
     processes: Vec<ProcessEntry>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct QueueEntry {
+    name: String,
+    capacity: Option<usize>,
+    max_message_size: Option<usize>,
+    /// Close the queue once these processes have all ended (its producers), so that its
+    /// readers drain it and finish; every queue is closed when all processes have ended.
+    #[serde(default)]
+    close_after: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -61,6 +86,8 @@ struct ProcessEntry {
     #[serde(default)]
     dirs_ro: Vec<String>,
     timeout: Option<String>,
+    #[serde(default)]
+    queues: Vec<String>,
 }
 
 impl UpCommand {
@@ -74,6 +101,20 @@ impl UpCommand {
             Output::Inherit
         };
 
+        let queues: HashMap<&str, Queue> = manifest
+            .queues
+            .iter()
+            .map(|entry| {
+                let mut builder = Queue::builder(&entry.name);
+                if let Some(capacity) = entry.capacity {
+                    builder = builder.capacity(capacity);
+                }
+                if let Some(size) = entry.max_message_size {
+                    builder = builder.max_message_size(size);
+                }
+                (entry.name.as_str(), builder.build())
+            })
+            .collect();
         let mut components: HashMap<PathBuf, Component> = HashMap::new();
         let mut processes = Vec::new();
         for entry in &manifest.processes {
@@ -86,7 +127,11 @@ impl UpCommand {
                     component
                 }
             };
-            processes.push(build(entry, &component, output)?);
+            let mut process = build(entry, &component, output)?;
+            for name in &entry.queues {
+                process = process.queue(&queues[name.as_str()]);
+            }
+            processes.push(process);
         }
         // Everything is checked before anything starts: bad input spawns nothing.
         for process in &processes {
@@ -94,27 +139,55 @@ impl UpCommand {
                 .check()
                 .with_context(|| format!("process {}", process.get_name()))?;
         }
-        for process in &mut processes {
+        let pipes = self.pipes.start(|name| queues.get(name).cloned())?;
+        let (ended, events) = crossbeam_channel::unbounded();
+        let mut waiters = Vec::new();
+        for (index, mut process) in processes.into_iter().enumerate() {
             let name = process.get_name().to_string();
             process
                 .start()
                 .with_context(|| format!("failed to start process {name}"))?;
+            let ended = ended.clone();
+            waiters.push(std::thread::spawn(move || {
+                let status = process.join();
+                let _ = ended.send((index, process.pid().unwrap_or(0), status));
+            }));
         }
-        let mut code = ExitCode::SUCCESS;
-        let mut failed = false;
-        for process in &mut processes {
-            let status = process.join()?;
-            let pid = process.pid().unwrap_or(0);
-            eprintln!("[{} {pid}] {status}", process.get_name());
-            if !status.success() && !failed {
-                failed = true;
-                code = exit_code_of(&status);
-                if status.code() == 0 {
-                    code = ExitCode::FAILURE;
+        drop(ended);
+
+        let mut statuses = vec![None; manifest.processes.len()];
+        for (index, pid, status) in events {
+            let status = status?;
+            let name = &manifest.processes[index].name;
+            eprintln!("[{name} {pid}] {status}");
+            statuses[index] = Some(status);
+            let done = |n: &String| {
+                manifest
+                    .processes
+                    .iter()
+                    .position(|p| &p.name == n)
+                    .is_some_and(|i| statuses[i].is_some())
+            };
+            for entry in &manifest.queues {
+                if !entry.close_after.is_empty() && entry.close_after.iter().all(done) {
+                    queues[entry.name.as_str()].close();
                 }
             }
         }
-        Ok(code)
+        for waiter in waiters {
+            let _ = waiter.join();
+        }
+        for queue in queues.values() {
+            queue.close();
+        }
+        pipes.finish();
+
+        let first_failure = statuses.iter().flatten().find(|status| !status.success());
+        Ok(match first_failure {
+            None => ExitCode::SUCCESS,
+            Some(status) if status.code() == 0 => ExitCode::FAILURE,
+            Some(status) => exit_code_of(status),
+        })
     }
 }
 
@@ -163,6 +236,31 @@ fn load_manifest(path: &Path) -> Result<Manifest> {
             e.message()
         ))
     })?;
+    let config_error =
+        |message: String| Err(InputError::new_config(format!("{}: {message}", path.display())).into());
+    let mut queue_names = HashSet::new();
+    for entry in &manifest.queues {
+        if !queue_names.insert(entry.name.as_str()) {
+            return config_error(format!("two queues are named {:?}", entry.name));
+        }
+    }
+    let process_names: HashSet<&str> = manifest.processes.iter().map(|p| p.name.as_str()).collect();
+    for entry in &manifest.queues {
+        if let Some(unknown) = entry.close_after.iter().find(|n| !process_names.contains(n.as_str())) {
+            return config_error(format!(
+                "queue {:?}: close-after names {unknown:?}, which is not a process",
+                entry.name
+            ));
+        }
+    }
+    for entry in &manifest.processes {
+        if let Some(unknown) = entry.queues.iter().find(|n| !queue_names.contains(n.as_str())) {
+            return config_error(format!(
+                "process {:?} is granted queue {unknown:?}, which no [[queue]] declares",
+                entry.name
+            ));
+        }
+    }
     let mut names = HashSet::new();
     for entry in &manifest.processes {
         if !names.insert(entry.name.as_str()) {
