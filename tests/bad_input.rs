@@ -103,7 +103,11 @@ fn bad_flags_exit_2_with_a_suggestion() {
         "unknown -W key",
     );
     assert_refused(&wasmp(&["frobnicate"]), 2, "unrecognized subcommand");
-    assert_refused(&wasmp(&["run", "--queue", "q=many", NOOP]), 78, "capacity must be");
+    assert_refused(
+        &wasmp(&["run", "--queue", "q=many", NOOP]),
+        78,
+        "capacity must be",
+    );
 }
 
 #[test]

@@ -212,7 +212,14 @@ queues = ["q"]
         .collect();
     assert_eq!(
         read,
-        ["read start...", "read value A", "read value B", "read value C", "read value D", "read end..."]
+        [
+            "read start...",
+            "read value A",
+            "read value B",
+            "read value C",
+            "read value D",
+            "read end..."
+        ]
     );
 }
 
@@ -244,5 +251,8 @@ fn run_grants_named_queues() {
     let out = wasmp(&["run", "--queue", "q", QUEUE_PROBE, "len", "q"]);
     assert_eq!(text(&out.stdout), "len 0\n");
     let out = wasmp(&["run", QUEUE_PROBE, "len", "q"]);
-    assert_eq!(text(&out.stdout), "error: no queue named \"q\" was granted\n");
+    assert_eq!(
+        text(&out.stdout),
+        "error: no queue named \"q\" was granted\n"
+    );
 }

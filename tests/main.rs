@@ -88,7 +88,11 @@ pub(crate) fn wasmp_with_stdin(args: &[&str], input: Option<&[u8]>) -> Output {
 #[track_caller]
 pub(crate) fn run_with_deadline(mut command: Command, input: Option<&[u8]>) -> Output {
     command
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = command.spawn().expect("failed to spawn");

@@ -6,7 +6,9 @@
 //! cargo run --release -p wasmp-bench -- [--rounds N] [ROW ...]
 //! ```
 //!
-//! Rows: `process` (start → join of a no-op worker vs Python fork and spawn).
+//! Rows: `process` (start → join of a no-op worker vs Python fork and spawn); `queue`
+//! (guest → guest through a host queue vs `mp.Queue` and `mp.Pipe`: 16 B and 64 KiB
+//! messages, ping-pong).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,45 +31,111 @@ fn main() -> Result<()> {
         }
     }
     if rows.is_empty() {
-        rows.push("process".into());
+        rows = vec!["process".into(), "queue".into()];
     }
     let runtime = Runtime::new()?;
     let mut table = Vec::new();
     for row in &rows {
         match row.as_str() {
             "process" => table.extend(process_row(&runtime, rounds)?),
-            other => bail!("unknown row {other:?}; rows: process"),
+            "queue" => table.extend(queue_rows(&runtime, rounds)?),
+            other => bail!("unknown row {other:?}; rows: process, queue"),
         }
     }
     print_table(&table);
     Ok(())
 }
 
-/// One line of the results table.
+/// One line of the results table: medians of the same work done by both.
 struct Line {
     what: String,
-    wasmp: Duration,
-    python: Duration,
+    wasmp: f64,
+    python: f64,
     python_label: String,
+    unit: &'static str,
+    /// Rates (msgs/s) are better higher; times are better lower.
+    higher_is_better: bool,
+}
+
+impl Line {
+    fn time(what: impl Into<String>, wasmp: Duration, python: Duration, label: &str) -> Line {
+        Line {
+            what: what.into(),
+            wasmp: wasmp.as_secs_f64() * 1e3,
+            python: python.as_secs_f64() * 1e3,
+            python_label: label.into(),
+            unit: "ms",
+            higher_is_better: false,
+        }
+    }
+
+    fn rate(
+        what: impl Into<String>,
+        wasmp: f64,
+        python: f64,
+        label: &str,
+        unit: &'static str,
+    ) -> Line {
+        Line {
+            what: what.into(),
+            wasmp,
+            python,
+            python_label: label.into(),
+            unit,
+            higher_is_better: true,
+        }
+    }
+
+    /// How many times better wasmp is (above 1: wasmp leads).
+    fn advantage(&self) -> f64 {
+        if self.higher_is_better {
+            self.wasmp / self.python
+        } else {
+            self.python / self.wasmp
+        }
+    }
 }
 
 fn print_table(lines: &[Line]) {
-    println!("| row | wasmp (median) | Python (median) | Python ÷ wasmp |");
+    println!("| row | wasmp (median) | Python (median) | wasmp advantage |");
     println!("|---|---:|---:|---:|");
     for line in lines {
         println!(
-            "| {} | {:.3} ms | {:.3} ms ({}) | {:.2}× |",
+            "| {} | {} {} | {} {} ({}) | {:.2}× |",
             line.what,
-            ms(line.wasmp),
-            ms(line.python),
+            human(line.wasmp),
+            line.unit,
+            human(line.python),
+            line.unit,
             line.python_label,
-            line.python.as_secs_f64() / line.wasmp.as_secs_f64()
+            line.advantage()
         );
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// Three significant digits, with thousands grouped.
+fn human(value: f64) -> String {
+    if value >= 1000.0 {
+        let rounded = value.round() as u64;
+        let digits = rounded.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+fn median_f64(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -125,18 +193,133 @@ fn process_row(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
         spawn.extend(seconds(&py["spawn"]));
     }
     let ours = median(ours);
+    let what = "Process start → join, no-op guest (a new OS process each)";
     Ok(vec![
-        Line {
-            what: "Process start → join, no-op guest (cold: a new OS process each)".into(),
-            wasmp: ours,
-            python: median(fork),
-            python_label: "fork".into(),
-        },
-        Line {
-            what: "Process start → join, no-op guest (cold: a new OS process each)".into(),
-            wasmp: ours,
-            python: median(spawn),
-            python_label: "spawn".into(),
-        },
+        Line::time(what, ours, median(fork), "fork"),
+        Line::time(what, ours, median(spawn), "spawn"),
     ])
+}
+
+/// Runs a producer and a consumer guest over one queue; seconds from start to both joined.
+fn queue_pair(probe: &wasmp::Component, count: u64, size: usize, batch: usize) -> Result<f64> {
+    let q = wasmp::Queue::builder("bench")
+        .capacity(4096)
+        .max_message_size(size.max(16))
+        .build();
+    let started = Instant::now();
+    let mut producer = Process::new(probe)
+        .args([
+            "produce",
+            "bench",
+            &count.to_string(),
+            &size.to_string(),
+            &batch.to_string(),
+        ])
+        .queue(&q);
+    let mut consumer = Process::new(probe)
+        .args(["consume", "bench", &batch.to_string()])
+        .queue(&q)
+        .stdout(wasmp::Output::Capture);
+    producer.start()?;
+    consumer.start()?;
+    anyhow::ensure!(producer.join()?.success(), "producer failed");
+    q.close();
+    anyhow::ensure!(consumer.join()?.success(), "consumer failed");
+    let elapsed = started.elapsed().as_secs_f64();
+    let out = String::from_utf8(consumer.stdout_bytes().unwrap_or_default())?;
+    anyhow::ensure!(
+        out.trim() == format!("consumed {count}"),
+        "lost messages: {out}"
+    );
+    Ok(elapsed)
+}
+
+/// Guest → guest across processes through a host queue, beside mp.Queue and mp.Pipe.
+fn queue_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
+    let probe = runtime.load(wasmp_artifacts::QUEUE_PROBE)?;
+    let cases: [(&str, u64, usize, usize); 3] = [
+        ("16 B messages, one put/get per message", 20_000, 16, 1),
+        ("16 B messages, put-many/get-many of 128", 400_000, 16, 128),
+        (
+            "64 KiB messages, one put/get per message",
+            4_000,
+            64 * 1024,
+            1,
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (what, count, size, batch) in cases {
+        let (mut ours, mut queue, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            ours.push(queue_pair(&probe, count, size, batch)?);
+            let py = python(
+                "queue_bench.py",
+                &["throughput", &count.to_string(), &size.to_string()],
+            )?;
+            queue.push(py["queue"].as_f64().unwrap_or(f64::NAN));
+            pipe.push(py["pipe"].as_f64().unwrap_or(f64::NAN));
+        }
+        let rate = |secs: Vec<f64>| count as f64 / median_f64(secs);
+        let (ours, queue, pipe) = (rate(ours), rate(queue), rate(pipe));
+        lines.push(Line::rate(
+            format!("queue: {what}"),
+            ours,
+            queue,
+            "mp.Queue",
+            "msgs/s",
+        ));
+        lines.push(Line::rate(
+            format!("queue: {what}"),
+            ours,
+            pipe,
+            "mp.Pipe",
+            "msgs/s",
+        ));
+        if size >= 1024 {
+            let mb = |rate: f64| rate * size as f64 / 1e6;
+            lines.push(Line::rate(
+                format!("queue: {what}"),
+                mb(ours),
+                mb(queue),
+                "mp.Queue",
+                "MB/s",
+            ));
+        }
+    }
+
+    const ROUND_TRIPS: u64 = 2_000;
+    let (mut ours, mut pipe, mut queue) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (ping_q, pong_q) = (wasmp::Queue::new("ping"), wasmp::Queue::new("pong"));
+        let started = Instant::now();
+        let mut ping = Process::new(&probe)
+            .args(["ping", "ping", "pong", &ROUND_TRIPS.to_string()])
+            .queue(&ping_q)
+            .queue(&pong_q);
+        let mut pong = Process::new(&probe)
+            .args(["pong", "ping", "pong"])
+            .queue(&ping_q)
+            .queue(&pong_q);
+        ping.start()?;
+        pong.start()?;
+        anyhow::ensure!(
+            ping.join()?.success() && pong.join()?.success(),
+            "ping-pong failed"
+        );
+        ours.push(started.elapsed().as_secs_f64());
+        let py = python("queue_bench.py", &["pingpong", &ROUND_TRIPS.to_string()])?;
+        pipe.push(py["pipe"].as_f64().unwrap_or(f64::NAN));
+        queue.push(py["queue"].as_f64().unwrap_or(f64::NAN));
+    }
+    let per_trip = |secs: Vec<f64>| Duration::from_secs_f64(median_f64(secs) / ROUND_TRIPS as f64);
+    let what = "ping-pong round trip between two processes";
+    let ours = per_trip(ours);
+    lines.push(Line::time(what, ours, per_trip(pipe), "duplex mp.Pipe"));
+    lines.push(Line::time(what, ours, per_trip(queue), "two mp.Queues"));
+    for line in lines.iter_mut().filter(|l| l.unit == "ms") {
+        line.wasmp *= 1e3;
+        line.python *= 1e3;
+        line.unit = "µs";
+    }
+    Ok(lines)
 }

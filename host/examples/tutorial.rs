@@ -57,6 +57,9 @@ fn main() -> Result<()> {
     println!("pw (pid {}) {sw}", pw.pid().unwrap_or(0));
     println!("pr (pid {}) {sr}", pr.pid().unwrap_or(0));
     let stats = q.stats();
-    println!("queue q: {} put, {} got, {} left", stats.puts, stats.gets, stats.len);
+    println!(
+        "queue q: {} put, {} got, {} left",
+        stats.puts, stats.gets, stats.len
+    );
     Ok(())
 }

@@ -85,11 +85,13 @@ pub(crate) enum Outcome {
 pub(crate) enum QueueCall {
     Put {
         queue: String,
+        #[serde(with = "serde_bytes")]
         message: Vec<u8>,
         block: bool,
     },
     PutMany {
         queue: String,
+        #[serde(with = "bytes_list")]
         messages: Vec<Vec<u8>>,
     },
     Get {
@@ -114,8 +116,8 @@ pub(crate) enum QueueCall {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum QueueReply {
     Done,
-    Message(Option<Vec<u8>>),
-    Messages(Vec<Vec<u8>>),
+    Message(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    Messages(#[serde(with = "bytes_list")] Vec<Vec<u8>>),
     Len(u64),
     Error(QueueFault),
 }
@@ -128,4 +130,22 @@ pub(crate) enum QueueFault {
     Full,
     TooLarge(u64),
     Unknown(String),
+}
+
+/// Message bodies travel as byte strings (one length and one copy), not as sequences of
+/// `u8` (serde's default: one call per byte, ≈10× slower for 64 KiB messages).
+mod bytes_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(super) fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|m| Bytes::new(m)))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Ok(Vec::<ByteBuf>::deserialize(d)?
+            .into_iter()
+            .map(ByteBuf::into_vec)
+            .collect())
+    }
 }

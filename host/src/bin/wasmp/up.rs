@@ -236,8 +236,9 @@ fn load_manifest(path: &Path) -> Result<Manifest> {
             e.message()
         ))
     })?;
-    let config_error =
-        |message: String| Err(InputError::new_config(format!("{}: {message}", path.display())).into());
+    let config_error = |message: String| {
+        Err(InputError::new_config(format!("{}: {message}", path.display())).into())
+    };
     let mut queue_names = HashSet::new();
     for entry in &manifest.queues {
         if !queue_names.insert(entry.name.as_str()) {
@@ -246,7 +247,11 @@ fn load_manifest(path: &Path) -> Result<Manifest> {
     }
     let process_names: HashSet<&str> = manifest.processes.iter().map(|p| p.name.as_str()).collect();
     for entry in &manifest.queues {
-        if let Some(unknown) = entry.close_after.iter().find(|n| !process_names.contains(n.as_str())) {
+        if let Some(unknown) = entry
+            .close_after
+            .iter()
+            .find(|n| !process_names.contains(n.as_str()))
+        {
             return config_error(format!(
                 "queue {:?}: close-after names {unknown:?}, which is not a process",
                 entry.name
@@ -254,7 +259,11 @@ fn load_manifest(path: &Path) -> Result<Manifest> {
         }
     }
     for entry in &manifest.processes {
-        if let Some(unknown) = entry.queues.iter().find(|n| !queue_names.contains(n.as_str())) {
+        if let Some(unknown) = entry
+            .queues
+            .iter()
+            .find(|n| !queue_names.contains(n.as_str()))
+        {
             return config_error(format!(
                 "process {:?} is granted queue {unknown:?}, which no [[queue]] declares",
                 entry.name
