@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod orphans;
+mod pool;
 mod process;
 mod queue;
 

@@ -30,18 +30,22 @@
 mod broker;
 mod cache;
 mod component;
+mod conn;
 mod engine;
 mod error;
 mod exit;
 mod grants;
 mod monitor;
 mod output;
+mod pool;
+mod pool_worker;
 mod process;
 mod protocol;
 mod queue;
 mod runtime;
 mod signature;
 mod supervisor;
+mod task;
 mod value;
 mod worker;
 
@@ -51,9 +55,11 @@ pub use error::{InputError, InputErrorKind};
 pub use exit::ExitStatus;
 pub use grants::{DirGrant, parse_env};
 pub use output::{MAX_CAPTURE, Output};
+pub use pool::{Pool, PoolBuilder, PoolStats};
 pub use process::{Process, TERMINATE_GRACE};
 pub use queue::{Queue, QueueBuilder, QueueError};
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use task::{AsyncResult, TaskError, TaskResult};
 pub use value::IntoVal;
 pub use wasmtime::component::Val;
 

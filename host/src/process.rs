@@ -16,7 +16,7 @@ use crate::exit::ExitStatus;
 use crate::grants::{DirGrant, parse_env};
 use crate::monitor::{Monitor, WorkerLink};
 use crate::output::Output;
-use crate::protocol::{Entry, StartSpec};
+use crate::protocol::{Entry, Grants, StartSpec};
 use crate::queue::{Queue, QueueGrants};
 use crate::supervisor::{self, Signaller, SpawnRequest};
 use crate::value::IntoVal;
@@ -338,16 +338,16 @@ impl Process {
         argv.push(self.name.clone());
         argv.extend(self.args.iter().cloned());
         let spec = StartSpec {
-            name: self.name.clone(),
+            grants: Grants {
+                name: self.name.clone(),
+                args: argv,
+                env: self.env.clone(),
+                dirs: self.dirs.clone(),
+                queues: self.queues.limits(),
+            },
             cwasm: self.component.cwasm().to_path_buf(),
             entry,
-            args: argv,
-            env: self.env.clone(),
-            dirs: self.dirs.clone(),
-            timeout_ms: self
-                .timeout
-                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            queues: self.queues.limits(),
+            timeout_ms: self.timeout.map(millis),
         };
         Ok((spec, export))
     }
@@ -531,4 +531,9 @@ impl Drop for Process {
             let _ = monitor.join();
         }
     }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

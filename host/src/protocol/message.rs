@@ -16,8 +16,16 @@ pub(crate) const PROTOCOL_VERSION: u32 = 1;
 /// Host → worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
-    /// Run this guest.
+    /// Run this guest, report, exit (a `Process`).
     Start(Box<StartSpec>),
+    /// Become a pool worker with these grants: run [`ToWorker::Job`]s until
+    /// [`ToWorker::Shutdown`] or the channel closes.
+    Serve(Box<Grants>),
+    /// Tasks to run in order, each in a fresh instance, each answered by a
+    /// [`ToHost::TaskDone`].
+    Job(Vec<TaskSpec>),
+    /// Exit once the current job is done (recycling).
+    Shutdown,
     /// The answer to the worker's last [`ToHost::Call`].
     Reply(QueueReply),
 }
@@ -31,28 +39,51 @@ pub(crate) enum ToHost {
     Call(QueueCall),
     /// The guest is done; the worker exits right after.
     Finished(Outcome),
+    /// A pool task is done; `rss_kb` is the worker's peak resident memory so far.
+    TaskDone {
+        id: u64,
+        outcome: Outcome,
+        rss_kb: u64,
+    },
 }
 
-/// Everything a worker needs to run one guest.
+/// What a guest may reach, and who it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StartSpec {
+pub(crate) struct Grants {
     /// The worker's name, as the guest sees it through `process.name`.
     pub(crate) name: String,
-    /// The compiled component, in the host's private compile cache.
-    pub(crate) cwasm: PathBuf,
-    /// What to call.
-    pub(crate) entry: Entry,
     /// The guest's argv, `argv[0]` included.
     pub(crate) args: Vec<String>,
     /// The guest's environment: only what was granted.
     pub(crate) env: Vec<(String, String)>,
     /// The guest's preopened directories: only what was granted.
     pub(crate) dirs: Vec<DirGrant>,
-    /// Wall-clock limit for the guest, in milliseconds.
-    pub(crate) timeout_ms: Option<u64>,
     /// The queues the guest may use, with each one's maximum message size: the worker
     /// refuses what the host would refuse without a round trip (the host checks again).
     pub(crate) queues: Vec<(String, u64)>,
+}
+
+/// One pool task: call `export` of the component compiled at `cwasm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskSpec {
+    pub(crate) id: u64,
+    pub(crate) cwasm: PathBuf,
+    pub(crate) export: String,
+    /// Arguments in WAVE syntax, type-checked by the host.
+    pub(crate) args: Vec<String>,
+    pub(crate) timeout_ms: Option<u64>,
+}
+
+/// Everything a worker needs to run one guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StartSpec {
+    pub(crate) grants: Grants,
+    /// The compiled component, in the host's private compile cache.
+    pub(crate) cwasm: PathBuf,
+    /// What to call.
+    pub(crate) entry: Entry,
+    /// Wall-clock limit for the guest, in milliseconds.
+    pub(crate) timeout_ms: Option<u64>,
 }
 
 /// The guest's entry point.

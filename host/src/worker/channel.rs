@@ -2,36 +2,60 @@
 
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
 use crate::protocol::{MAX_FRAME_LEN, ToHost, ToWorker, read_frame, write_frame};
 
-/// Frames to and from the host, buffered in both directions.
+/// Frames to and from the host, buffered in both directions. Clones share the socket: the
+/// serving loop and the store's queue imports take turns (the guest runs on the same
+/// thread), so the lock is never contended.
+#[derive(Clone)]
 pub(crate) struct Channel {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
     reader: BufReader<UnixStream>,
     writer: BufWriter<UnixStream>,
 }
 
 impl Channel {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+    pub(crate) fn new(stream: UnixStream) -> Result<Self> {
         let writer = stream
             .try_clone()
-            .expect("failed to clone the channel socket");
-        Channel {
-            reader: BufReader::with_capacity(64 * 1024, stream),
-            writer: BufWriter::with_capacity(64 * 1024, writer),
-        }
+            .context("failed to clone the channel socket")?;
+        Ok(Channel {
+            inner: Arc::new(Mutex::new(Inner {
+                reader: BufReader::with_capacity(64 * 1024, stream),
+                writer: BufWriter::with_capacity(64 * 1024, writer),
+            })),
+        })
     }
 
-    pub(crate) fn send(&mut self, message: &ToHost) -> Result<()> {
-        write_frame(&mut self.writer, message)
-            .and_then(|()| self.writer.flush())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn send(&self, message: &ToHost) -> Result<()> {
+        let mut inner = self.lock();
+        write_frame(&mut inner.writer, message)
+            .and_then(|()| inner.writer.flush())
             .context("failed to write to the host")
     }
 
     /// The next frame from the host; `None` once the host closed the channel.
-    pub(crate) fn recv(&mut self) -> Result<Option<ToWorker>> {
-        read_frame(&mut self.reader, MAX_FRAME_LEN).context("failed to read from the host")
+    pub(crate) fn recv(&self) -> Result<Option<ToWorker>> {
+        read_frame(&mut self.lock().reader, MAX_FRAME_LEN).context("failed to read from the host")
+    }
+
+    /// A call and its answer, under one lock.
+    pub(crate) fn call(&self, message: &ToHost) -> Result<Option<ToWorker>> {
+        let mut inner = self.lock();
+        write_frame(&mut inner.writer, message)
+            .and_then(|()| inner.writer.flush())
+            .context("failed to write to the host")?;
+        read_frame(&mut inner.reader, MAX_FRAME_LEN).context("failed to read from the host")
     }
 }

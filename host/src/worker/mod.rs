@@ -9,8 +9,10 @@
 mod bindings;
 mod channel;
 mod harden;
+mod pool;
 mod run;
 mod state;
+mod timer;
 
 use std::os::unix::net::UnixStream;
 
@@ -38,20 +40,22 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
     harden::die_with_parent(parent_pid)?;
     let channel: UnixStream = harden::take_channel_from_stdin()?;
     harden::close_inherited_fds(&channel)?;
-    let mut channel = channel::Channel::new(channel);
+    let channel = channel::Channel::new(channel)?;
     channel.send(&ToHost::Hello {
         pid: std::process::id(),
         version: PROTOCOL_VERSION,
     })?;
-    let spec = match channel.recv()? {
-        Some(ToWorker::Start(spec)) => spec,
+    match channel.recv()? {
+        Some(ToWorker::Start(spec)) => {
+            let outcome = run::run_guest(&spec, &channel);
+            let code = exit_code(&outcome);
+            channel.send(&ToHost::Finished(outcome))?;
+            Ok(code)
+        }
+        Some(ToWorker::Serve(grants)) => pool::serve(&grants, &channel),
         Some(other) => anyhow::bail!("expected a start message, got {other:?}"),
-        None => return Ok(EXIT_NO_HOST),
-    };
-    let (outcome, mut channel) = run::run_guest(*spec, channel);
-    let code = exit_code(&outcome);
-    channel.send(&ToHost::Finished(outcome))?;
-    Ok(code)
+        None => Ok(EXIT_NO_HOST),
+    }
 }
 
 /// The worker process's own exit code mirrors the guest's, so that even a host that lost

@@ -1,49 +1,107 @@
-//! Loads the compiled component, builds the guest's WASI context from its grants, and runs
-//! the entry point, turning every way a guest can end into an [`Outcome`].
+//! Loads compiled components, builds a guest's WASI context from its grants, and calls
+//! entry points, turning every way a guest can end into an [`Outcome`].
 
-use std::path::Path;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use wasmtime::component::{Component, Linker, Val, wasm_wave};
+use wasmtime::component::{Component, InstancePre, Linker, Val, wasm_wave};
 use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::channel::Channel;
 use super::state::{WorkerState, new_linker};
+use super::timer::EpochTimer;
 use crate::engine::new_engine;
-use crate::protocol::{Entry, Outcome, StartSpec};
+use crate::protocol::{Entry, Grants, Outcome, StartSpec};
 
-/// Runs the guest described by `spec`; the channel serves its queue calls and is handed
-/// back for the final report.
-pub(crate) fn run_guest(spec: StartSpec, channel: Channel) -> (Outcome, Channel) {
-    let mut slot = Some(channel);
-    let outcome = try_run(&spec, &mut slot).unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")));
-    let channel = slot.expect("the store hands the channel back");
-    (outcome, channel)
+/// The worker's wasmtime side: one engine and linker, compiled components kept warm.
+pub(crate) struct Runner {
+    engine: Engine,
+    linker: Linker<WorkerState>,
+    timer: EpochTimer,
+    loaded: HashMap<PathBuf, InstancePre<WorkerState>>,
+    parent_pid: u32,
 }
 
-fn try_run(spec: &StartSpec, slot: &mut Option<Channel>) -> Result<Outcome> {
-    let engine = new_engine()?;
-    let component = load_compiled(&engine, &spec.cwasm)?;
-    let linker = new_linker(&engine)?;
-    let state = WorkerState {
-        wasi: build_wasi(spec)?,
-        table: Default::default(),
-        name: spec.name.clone(),
-        parent_pid: rustix::process::getppid().map_or(0, |pid| pid.as_raw_pid() as u32),
-        channel: slot.take(),
-        queues: spec.queues.iter().cloned().collect(),
-    };
-    let mut store = Store::new(&engine, state);
-    store.set_epoch_deadline(1);
-    if let Some(ms) = spec.timeout_ms {
-        arm_timeout(&engine, Duration::from_millis(ms));
+impl Runner {
+    pub(crate) fn new() -> Result<Runner> {
+        let engine = new_engine()?;
+        let linker = new_linker(&engine)?;
+        let timer = EpochTimer::start(&engine);
+        Ok(Runner {
+            engine,
+            linker,
+            timer,
+            loaded: HashMap::new(),
+            parent_pid: rustix::process::getppid().map_or(0, |pid| pid.as_raw_pid() as u32),
+        })
     }
-    let result = call_entry(&mut store, &component, &linker, &spec.entry);
-    *slot = store.into_data().channel;
-    result
+
+    /// The pre-instantiated component at `cwasm`, loaded on first use.
+    fn instance_pre(&mut self, cwasm: &Path) -> Result<InstancePre<WorkerState>> {
+        if let Some(pre) = self.loaded.get(cwasm) {
+            return Ok(pre.clone());
+        }
+        let component = load_compiled(&self.engine, cwasm)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("failed to link the component")?;
+        self.loaded.insert(cwasm.to_path_buf(), pre.clone());
+        Ok(pre)
+    }
+
+    /// A fresh store for one guest run: nothing survives from a previous task.
+    fn new_store(&self, grants: &Grants, channel: &Channel) -> Result<Store<WorkerState>> {
+        let state = WorkerState {
+            wasi: build_wasi(grants)?,
+            table: Default::default(),
+            name: grants.name.clone(),
+            parent_pid: self.parent_pid,
+            channel: Some(channel.clone()),
+            queues: grants.queues.iter().cloned().collect(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
+
+    /// Runs one guest entry in a fresh instance; the channel serves its queue calls.
+    pub(crate) fn run(
+        &mut self,
+        grants: &Grants,
+        cwasm: &Path,
+        entry: &Entry,
+        timeout: Option<Duration>,
+        channel: &Channel,
+    ) -> Outcome {
+        let result = self.instance_pre(cwasm).and_then(|pre| {
+            let mut store = self.new_store(grants, channel)?;
+            self.timer.arm(timeout.map(|t| Instant::now() + t));
+            let outcome = call_entry(&mut store, &pre, entry);
+            self.timer.arm(None);
+            outcome
+        });
+        result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+    }
+}
+
+/// Runs the guest described by `spec` (a `Process`).
+pub(crate) fn run_guest(spec: &StartSpec, channel: &Channel) -> Outcome {
+    match Runner::new() {
+        Ok(mut runner) => runner.run(
+            &spec.grants,
+            &spec.cwasm,
+            &spec.entry,
+            spec.timeout_ms.map(Duration::from_millis),
+            channel,
+        ),
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
 }
 
 /// Loads a `.cwasm` from the host's compile cache.
@@ -61,16 +119,16 @@ fn load_compiled(engine: &Engine, cwasm: &Path) -> Result<Component> {
         .with_context(|| format!("failed to load compiled component {}", cwasm.display()))
 }
 
-fn build_wasi(spec: &StartSpec) -> Result<WasiCtx> {
+fn build_wasi(grants: &Grants) -> Result<WasiCtx> {
     let mut wasi = WasiCtx::builder();
-    wasi.args(&spec.args)
-        .envs(&spec.env)
+    wasi.args(&grants.args)
+        .envs(&grants.env)
         .inherit_stdout()
         .inherit_stderr()
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
-    for dir in &spec.dirs {
+    for dir in &grants.dirs {
         let perms = if dir.is_read_only() {
             FsPerms::ReadOnly
         } else {
@@ -85,30 +143,20 @@ fn build_wasi(spec: &StartSpec) -> Result<WasiCtx> {
     Ok(wasi.build())
 }
 
-/// One thread that bumps the epoch when the wall-clock limit passes: the guest then traps
-/// with `Trap::Interrupt` at its next loop back-edge or function entry.
-fn arm_timeout(engine: &Engine, limit: Duration) {
-    let engine = engine.clone();
-    std::thread::Builder::new()
-        .name("wasmp-timeout".into())
-        .spawn(move || {
-            std::thread::sleep(limit);
-            engine.increment_epoch();
-        })
-        .expect("failed to spawn the timeout thread");
-}
-
 fn call_entry(
     store: &mut Store<WorkerState>,
-    component: &Component,
-    linker: &Linker<WorkerState>,
+    pre: &InstancePre<WorkerState>,
     entry: &Entry,
 ) -> Result<Outcome> {
     match entry {
         Entry::Run => {
-            let command = Command::instantiate(&mut *store, component, linker)
+            let instance = pre
+                .instantiate(&mut *store)
                 .map_err(anyhow::Error::from)
                 .context("failed to instantiate the component")?;
+            let command = Command::new(&mut *store, &instance)
+                .map_err(anyhow::Error::from)
+                .context("the component is not a WASI command")?;
             Ok(match command.wasi_cli_run().call_run(&mut *store) {
                 Ok(Ok(())) => Outcome::Exited(0),
                 Ok(Err(())) => Outcome::Exited(1),
@@ -116,8 +164,8 @@ fn call_entry(
             })
         }
         Entry::Invoke { export, args } => {
-            let instance = linker
-                .instantiate(&mut *store, component)
+            let instance = pre
+                .instantiate(&mut *store)
                 .map_err(anyhow::Error::from)
                 .context("failed to instantiate the component")?;
             let Some(func) = instance.get_func(&mut *store, export.as_str()) else {
@@ -165,9 +213,7 @@ fn describe_trap(error: &wasmtime::Error) -> String {
         None => format!("{error:#}"),
     };
     match error.downcast_ref::<WasmBacktrace>() {
-        Some(backtrace) if !backtrace.frames().is_empty() => {
-            format!("{cause}\n{backtrace}")
-        }
+        Some(backtrace) if !backtrace.frames().is_empty() => format!("{cause}\n{backtrace}"),
         _ => cause,
     }
 }

@@ -81,11 +81,9 @@ impl WorkerState {
     fn call(&mut self, call: QueueCall) -> Result<QueueReply, queue::QueueError> {
         let channel = self
             .channel
-            .as_mut()
+            .as_ref()
             .expect("queue calls need a channel to the host");
-        let reply = channel
-            .send(&ToHost::Call(call))
-            .and_then(|()| channel.recv());
+        let reply = channel.call(&ToHost::Call(call));
         match reply {
             Ok(Some(ToWorker::Reply(QueueReply::Error(fault)))) => Err(fault.into()),
             Ok(Some(ToWorker::Reply(reply))) => Ok(reply),

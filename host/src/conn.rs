@@ -1,0 +1,207 @@
+//! The host's end of one worker's socket: frames out, frames in, and the worker's queue
+//! calls answered in between. Shared by a `Process`'s monitor and a pool's worker threads.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tracing::debug;
+
+use crate::protocol::{
+    FrameError, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, ToHost, ToWorker, read_frame, write_frame,
+};
+use crate::queue::{InFlight, QueueGrants};
+
+/// A worker that has not said hello by then is not a wasmp worker (an embedder's binary
+/// that forgot to call `run_worker_if_requested`, for instance).
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the worker did next.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A `Process`'s guest ended.
+    Finished(Outcome),
+    /// A pool task ended.
+    TaskDone {
+        id: u64,
+        outcome: Outcome,
+        rss_kb: u64,
+    },
+    /// The worker closed the channel (it exited or died).
+    Closed,
+    /// The deadline passed first.
+    Deadline,
+}
+
+pub(crate) struct WorkerConn {
+    name: String,
+    reader: BufReader<UnixStream>,
+    writer: BufWriter<UnixStream>,
+    queues: QueueGrants,
+    /// Messages in the last reply, until the worker shows it read them: its next frame, or
+    /// a clean EOF. A worker killed with the reply unread leaves unread data in its socket,
+    /// which Linux reports to us as ECONNRESET: then they go back to their queue.
+    in_flight: Option<InFlight>,
+}
+
+impl WorkerConn {
+    pub(crate) fn new(name: String, channel: UnixStream, queues: QueueGrants) -> Result<Self> {
+        let writer = channel.try_clone().context("failed to clone a socket")?;
+        Ok(WorkerConn {
+            name,
+            reader: BufReader::with_capacity(64 * 1024, channel),
+            writer: BufWriter::with_capacity(64 * 1024, writer),
+            queues,
+            in_flight: None,
+        })
+    }
+
+    /// Sends one message; an error means the worker is gone.
+    pub(crate) fn send(&mut self, message: &ToWorker) -> std::io::Result<()> {
+        write_frame(&mut self.writer, message).and_then(|()| self.writer.flush())
+    }
+
+    /// Waits for the worker's hello. `Ok(false)`: it died first (its exit status says how).
+    pub(crate) fn await_hello(&mut self) -> Result<bool> {
+        self.set_timeout(Some(HELLO_TIMEOUT))?;
+        let hello = read_frame::<ToHost>(&mut self.reader, MAX_FRAME_LEN);
+        self.set_timeout(None)?;
+        match hello {
+            Ok(Some(ToHost::Hello { version, .. })) if version == PROTOCOL_VERSION => Ok(true),
+            Ok(Some(ToHost::Hello { version, .. })) => bail!(
+                "the worker program speaks protocol version {version}, this host \
+                 {PROTOCOL_VERSION}: use a worker program from the same wasmp version"
+            ),
+            Ok(None) | Err(FrameError::Truncated) => Ok(false),
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(false),
+            Ok(Some(other)) => bail!("worker sent {other:?} before saying hello"),
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                bail!(
+                    "the worker program did not start as a wasmp worker within \
+                     {HELLO_TIMEOUT:?}; if it is your own binary, call \
+                     wasmp::run_worker_if_requested() first thing in main, or set \
+                     Runtime::builder().worker_program to the wasmp binary"
+                )
+            }
+            Err(e) => Err(e).context("worker broke the protocol"),
+        }
+    }
+
+    fn set_timeout(&self, timeout: Option<Duration>) -> Result<()> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(timeout)
+            .context("failed to set a socket timeout")
+    }
+
+    /// Reads frames, answering queue calls, until the worker finishes something, closes
+    /// the channel, or `deadline` passes.
+    ///
+    /// # Errors
+    ///
+    /// When the worker breaks the protocol; it should then be killed.
+    pub(crate) fn next_event(&mut self, deadline: Option<Instant>) -> Result<Event> {
+        loop {
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Event::Deadline);
+                }
+                self.set_timeout(Some(left))?;
+            }
+            let frame = read_frame::<ToHost>(&mut self.reader, MAX_FRAME_LEN);
+            if deadline.is_some() {
+                self.set_timeout(None)?;
+            }
+            if matches!(frame, Ok(Some(_)) | Ok(None) | Err(FrameError::Truncated)) {
+                self.in_flight = None;
+            }
+            match frame {
+                Ok(Some(ToHost::Call(call))) => {
+                    let socket = self.reader.get_ref();
+                    let abandoned =
+                        || peer_closed(socket) || deadline.is_some_and(|d| Instant::now() >= d);
+                    let (reply, source) = self.queues.serve(call, &abandoned);
+                    let reply = ToWorker::Reply(reply);
+                    let sent = self.send(&reply).is_ok();
+                    let ToWorker::Reply(reply) = reply else {
+                        unreachable!("built as a reply above")
+                    };
+                    self.in_flight = source.and_then(|queue| InFlight::from_reply(queue, reply));
+                    if !sent {
+                        // The worker died waiting for its answer.
+                        self.requeue_unread();
+                        return Ok(Event::Closed);
+                    }
+                }
+                Ok(Some(ToHost::Finished(outcome))) => return Ok(Event::Finished(outcome)),
+                Ok(Some(ToHost::TaskDone {
+                    id,
+                    outcome,
+                    rss_kb,
+                })) => {
+                    return Ok(Event::TaskDone {
+                        id,
+                        outcome,
+                        rss_kb,
+                    });
+                }
+                Ok(Some(ToHost::Hello { .. })) => bail!("worker said hello twice"),
+                Ok(None) => return Ok(Event::Closed),
+                // A worker killed in the middle of writing a frame: the partial frame is
+                // dropped, and nothing of it reached a queue.
+                Err(FrameError::Truncated) => return Ok(Event::Closed),
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    self.requeue_unread();
+                    return Ok(Event::Closed);
+                }
+                Err(FrameError::Io(e))
+                    if deadline.is_some()
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    return Ok(Event::Deadline);
+                }
+                Err(e) => {
+                    self.requeue_unread();
+                    return Err(e).context("worker broke the protocol");
+                }
+            }
+        }
+    }
+
+    fn requeue_unread(&mut self) {
+        if let Some(unread) = self.in_flight.take() {
+            debug!(
+                name = %self.name,
+                count = unread.messages.len(),
+                "worker died before reading its messages; requeued"
+            );
+            unread.requeue();
+        }
+    }
+}
+
+/// Whether the worker closed its end of the socket (it died, or is exiting).
+fn peer_closed(socket: &UnixStream) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::new(socket, PollFlags::RDHUP)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
+    }
+}

@@ -1,0 +1,236 @@
+//! A pool task's result handle: Python's `AsyncResult`.
+
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use wasmtime::component::Val;
+
+/// Why a pool task produced no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The guest trapped; the message has the trap and the wasm backtrace.
+    Trapped(String),
+    /// The task ran past the pool's time limit and was stopped.
+    TimedOut,
+    /// The worker process died while running the task (killed, crashed), after this many
+    /// attempts (retries are asked for with `PoolBuilder::retries`).
+    WorkerLost {
+        /// How many times the task was started.
+        attempts: u32,
+    },
+    /// The guest called `exit` instead of returning.
+    Exited(i32),
+    /// The task could not run (its component failed to load in the worker, the pool's
+    /// workers crash at start-up, …).
+    Failed(String),
+    /// The pool was terminated before the task finished.
+    Terminated,
+    /// [`AsyncResult::get_timeout`] gave up waiting; the task goes on.
+    NotReady,
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Trapped(message) => write!(f, "task trapped: {message}"),
+            TaskError::TimedOut => f.write_str("task timed out"),
+            TaskError::WorkerLost { attempts } => write!(
+                f,
+                "the worker process running the task died (attempt {attempts})"
+            ),
+            TaskError::Exited(code) => {
+                write!(f, "task exited with code {code} instead of returning")
+            }
+            TaskError::Failed(message) => write!(f, "task failed: {message}"),
+            TaskError::Terminated => f.write_str("the pool was terminated"),
+            TaskError::NotReady => f.write_str("the task is not done yet"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+/// What a finished task gives.
+pub type TaskResult = Result<Vec<Val>, TaskError>;
+
+type Callback = Box<dyn FnOnce(&TaskResult) + Send>;
+
+/// Filled in exactly once, by whichever pool thread finishes the task.
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<TaskResult>,
+    callbacks: Vec<Callback>,
+    notify: Option<(Sender<(usize, TaskResult)>, usize)>,
+}
+
+impl Slot {
+    pub(crate) fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState::default()),
+            done: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the result; a second completion is ignored (and reported), so no result is
+    /// ever delivered twice.
+    pub(crate) fn complete(&self, result: TaskResult) {
+        let mut state = self.lock();
+        if state.result.is_some() {
+            tracing::error!("a task was completed twice; the second result is dropped");
+            return;
+        }
+        let callbacks = std::mem::take(&mut state.callbacks);
+        let notify = state.notify.take();
+        state.result = Some(result.clone());
+        drop(state);
+        self.done.notify_all();
+        for callback in callbacks {
+            callback(&result);
+        }
+        if let Some((sender, index)) = notify {
+            let _ = sender.send((index, result));
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.lock().result.is_some()
+    }
+
+    /// Sends `(index, result)` on `sender` once done (at once if already done).
+    pub(crate) fn notify(&self, sender: Sender<(usize, TaskResult)>, index: usize) {
+        let mut state = self.lock();
+        match &state.result {
+            Some(result) => {
+                let _ = sender.send((index, result.clone()));
+            }
+            None => state.notify = Some((sender, index)),
+        }
+    }
+
+    fn wait(&self, timeout: Option<Duration>) -> Option<TaskResult> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.lock();
+        loop {
+            if let Some(result) = &state.result {
+                return Some(result.clone());
+            }
+            state = match deadline {
+                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    fn add_callback(&self, callback: Callback) {
+        let mut state = self.lock();
+        match &state.result {
+            Some(result) => {
+                let result = result.clone();
+                drop(state);
+                callback(&result);
+            }
+            None => state.callbacks.push(callback),
+        }
+    }
+}
+
+/// The result of [`Pool::apply_async`](crate::Pool::apply_async): Python's `AsyncResult`.
+#[derive(Clone)]
+pub struct AsyncResult {
+    slot: Arc<Slot>,
+}
+
+impl fmt::Debug for AsyncResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl AsyncResult {
+    pub(crate) fn new(slot: Arc<Slot>) -> AsyncResult {
+        AsyncResult { slot }
+    }
+
+    /// Waits for the task and returns what its export returned.
+    ///
+    /// # Errors
+    ///
+    /// The [`TaskError`] that ended the task.
+    pub fn get(&self) -> TaskResult {
+        self.slot.wait(None).expect("waiting without a deadline")
+    }
+
+    /// Waits at most `timeout`: Python's `get(timeout)`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::NotReady`] if the task is still running; otherwise as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> TaskResult {
+        self.slot
+            .wait(Some(timeout))
+            .unwrap_or(Err(TaskError::NotReady))
+    }
+
+    /// Waits until the task is done, at most `timeout` (forever when `None`); whether it is.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.slot.wait(timeout).is_some()
+    }
+
+    /// Whether the task is done.
+    pub fn ready(&self) -> bool {
+        self.slot.is_done()
+    }
+
+    /// Whether the task succeeded; `None` while it runs (Python raises `ValueError`).
+    pub fn successful(&self) -> Option<bool> {
+        self.slot.wait(Some(Duration::ZERO)).map(|r| r.is_ok())
+    }
+
+    /// Calls `callback` with the values once the task succeeds: Python's `callback=`.
+    /// It runs on a pool thread (or at once if the task is already done): keep it short.
+    pub fn on_success(&self, callback: impl FnOnce(&[Val]) + Send + 'static) -> &Self {
+        self.slot.add_callback(Box::new(move |result| {
+            if let Ok(values) = result {
+                callback(values);
+            }
+        }));
+        self
+    }
+
+    /// Calls `callback` with the error if the task fails: Python's `error_callback=`.
+    pub fn on_error(&self, callback: impl FnOnce(&TaskError) + Send + 'static) -> &Self {
+        self.slot.add_callback(Box::new(move |result| {
+            if let Err(error) = result {
+                callback(error);
+            }
+        }));
+        self
+    }
+
+    pub(crate) fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+}

@@ -1,0 +1,52 @@
+//! A pool worker: a warm process that runs task after task, each in a fresh instance.
+//!
+//! Compiled components stay loaded (and pre-linked) across tasks, so a task costs an
+//! instantiation, not a process start; a fresh `Store` per task means no guest state leaks
+//! from one task to the next.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::channel::Channel;
+use super::run::Runner;
+use crate::protocol::{Entry, Grants, ToHost, ToWorker};
+
+/// Serves jobs until told to shut down or the host closes the channel; the exit code.
+pub(crate) fn serve(grants: &Grants, channel: &Channel) -> Result<u8> {
+    let mut runner = Runner::new()?;
+    loop {
+        match channel.recv()? {
+            Some(ToWorker::Job(tasks)) => {
+                for task in tasks {
+                    let entry = Entry::Invoke {
+                        export: task.export,
+                        args: task.args,
+                    };
+                    let timeout = task.timeout_ms.map(Duration::from_millis);
+                    let outcome = runner.run(grants, &task.cwasm, &entry, timeout, channel);
+                    channel.send(&ToHost::TaskDone {
+                        id: task.id,
+                        outcome,
+                        rss_kb: resident_kb(),
+                    })?;
+                }
+            }
+            Some(ToWorker::Shutdown) | None => return Ok(0),
+            Some(other) => anyhow::bail!("unexpected message in a pool worker: {other:?}"),
+        }
+    }
+}
+
+/// This process's peak resident set size (`VmHWM`), for the host's memory-threshold
+/// recycling: a task's instance memory is unmapped when its store drops, so the current
+/// size would miss what the task used.
+fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
