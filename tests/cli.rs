@@ -1,6 +1,8 @@
 //! The `wasmp` binary: `run`, `up` and `check` as a user types them.
 
-use wasmp_artifacts::{CLI_PROBE, EXPORTS, QUEUE_PROBE, TUTORIAL_PROCESS, TUTORIAL_QUEUE};
+use wasmp_artifacts::{
+    CLI_PROBE, EXPORTS, POOL_PROBE, QUEUE_PROBE, TUTORIAL_PROCESS, TUTORIAL_QUEUE,
+};
 
 use crate::{scratch, wasmp, wasmp_with_stdin};
 
@@ -163,7 +165,7 @@ fn check_lists_main_and_exports() {
 
 #[test]
 fn help_shows_an_example_for_each_subcommand() {
-    for sub in ["run", "up", "check"] {
+    for sub in ["run", "up", "check", "pool"] {
         let out = wasmp(&[sub, "--help"]);
         assert!(out.status.success());
         let help = text(&out.stdout);
@@ -255,4 +257,78 @@ fn run_grants_named_queues() {
         text(&out.stdout),
         "error: no queue named \"q\" was granted\n"
     );
+}
+
+#[test]
+fn pool_runs_one_task_per_line_and_writes_json_in_input_order() {
+    let input: String = (0..200)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("[{i}]\n")
+            } else {
+                format!("{i}\n")
+            }
+        })
+        .collect();
+    let out = wasmp_with_stdin(
+        &["pool", "-j", "2", POOL_PROBE, "--invoke", "square"],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected: String = (0..200u64)
+        .map(|i| format!("{{\"result\":{}}}\n", i * i))
+        .collect();
+    assert_eq!(text(&out.stdout), expected);
+    assert!(
+        text(&out.stderr).contains("200 done, 0 failed"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn pool_unordered_reports_indexes_and_failures_exit_1() {
+    let out = wasmp_with_stdin(
+        &[
+            "pool",
+            "--unordered",
+            "--timeout",
+            "300ms",
+            POOL_PROBE,
+            "--invoke",
+            "sleep-ms",
+        ],
+        Some(b"[1]\n[60000]\n[2]\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let mut lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l["index"].as_u64());
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["result"], serde_json::Value::Null);
+    assert_eq!(lines[1]["error"], "task timed out");
+    assert_eq!(lines[2]["index"], 2);
+    assert!(text(&out.stderr).contains("2 done, 1 failed"));
+}
+
+#[test]
+fn pool_refuses_a_bad_line_before_starting_workers() {
+    let out = wasmp_with_stdin(
+        &["pool", POOL_PROBE, "--invoke", "square"],
+        Some(b"[1]\n[\"x\"]\n"),
+    );
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("stdin:2: argument 1 of square (x): expected u64"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("worker spawned") && !stderr.contains("pool worker ready"),
+        "{stderr}"
+    );
+    let out = wasmp(&["pool", "-j", "0", POOL_PROBE, "--invoke", "square"]);
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -9,7 +9,7 @@
 //! it, and `run_worker_if_requested` turns those into workers before `main` goes further.
 
 use anyhow::Result;
-use wasmp::{Output, Process, Queue, Runtime};
+use wasmp::{Output, Pool, Process, Queue, Runtime};
 
 fn main() -> Result<()> {
     wasmp::run_worker_if_requested();
@@ -32,6 +32,20 @@ fn main() -> Result<()> {
     let s2 = p2.join()?;
     println!("p1 (pid {}) {s1}", p1.pid().unwrap_or(0));
     println!("p2 (pid {}) {s2}", p2.pid().unwrap_or(0));
+
+    println!();
+    println!("== 2. Pool().apply_async(...) / close() / join()");
+    let pool = Pool::builder(&runtime).output(Output::Tagged).build()?; // one worker per CPU
+    let r1 = pool.apply_async(&tutorial, "func1", ["func1...arg1", "func1...agr2"])?;
+    let r2 = pool.apply_async(&tutorial, "func2", ["func2...arg1...", "func1...agr2..."])?;
+    pool.close(); // no more tasks
+    pool.join()?; // join must come after close, as in Python
+    println!(
+        "{} worker processes; func1 {:?}, func2 {:?}",
+        pool.size(),
+        r1.get().map(|_| "ok"),
+        r2.get().map(|_| "ok")
+    );
 
     println!();
     println!("== 3. a writer and a reader sharing a Queue");

@@ -254,6 +254,17 @@ impl Component {
             .collect()
     }
 
+    /// The arguments of a call written in WAVE syntax, `func1("a", 2)`, typed by the
+    /// export's parameters.
+    ///
+    /// # Errors
+    ///
+    /// A [`BadArguments`](InputErrorKind::BadArguments) or
+    /// [`MissingExport`](InputErrorKind::MissingExport) input error.
+    pub fn parse_call_args(&self, call: &str) -> Result<Vec<Val>> {
+        Ok(self.parse_call(call)?.1)
+    }
+
     /// Parses a call in WAVE syntax, `func1("a", 2)`, against the component's exports.
     pub(crate) fn parse_call(&self, call: &str) -> Result<(String, Vec<Val>)> {
         let parsed = match wasm_wave::untyped::UntypedFuncCall::parse(call) {
@@ -281,6 +292,46 @@ impl Component {
                 ),
             ),
         }
+    }
+
+    /// Converts one call's arguments written as a JSON array (`["a", 2]`) to values of the
+    /// export's parameter types.
+    ///
+    /// # Errors
+    ///
+    /// A [`BadArguments`](InputErrorKind::BadArguments) input error naming the argument.
+    pub fn args_from_json(&self, export: &str, json: &serde_json::Value) -> Result<Vec<Val>> {
+        let func = self.function(export)?;
+        let Some(items) = json.as_array() else {
+            return input_error(
+                InputErrorKind::BadArguments,
+                format!("expected a JSON array of arguments for {export}, got {json}"),
+            );
+        };
+        let params: Vec<_> = func.params().collect();
+        if params.len() != items.len() {
+            return input_error(
+                InputErrorKind::BadArguments,
+                format!(
+                    "{export} takes {} arguments ({export}: {}), got {json}",
+                    params.len(),
+                    describe_func(func)
+                ),
+            );
+        }
+        params
+            .iter()
+            .zip(items)
+            .enumerate()
+            .map(|(i, ((param, ty), item))| {
+                crate::json::from_json(item, ty).or_else(|e| {
+                    input_error(
+                        InputErrorKind::BadArguments,
+                        format!("argument {} of {export} ({param}): {e:#}", i + 1),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Decodes what an invoked export returned.

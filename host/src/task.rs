@@ -230,6 +230,12 @@ impl AsyncResult {
         self
     }
 
+    /// Calls `callback` with the result, whatever it is, once the task is done.
+    pub fn on_done(&self, callback: impl FnOnce(&TaskResult) + Send + 'static) -> &Self {
+        self.slot.add_callback(Box::new(callback));
+        self
+    }
+
     pub(crate) fn slot(&self) -> &Arc<Slot> {
         &self.slot
     }

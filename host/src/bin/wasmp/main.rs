@@ -3,6 +3,7 @@
 mod check;
 mod common;
 mod pipes;
+mod pool;
 mod run;
 mod up;
 
@@ -25,6 +26,7 @@ enum Command {
     Run(run::RunCommand),
     Up(up::UpCommand),
     Check(check::CheckCommand),
+    Pool(pool::PoolCommand),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Run(cmd) => cmd.execute(),
         Command::Up(cmd) => cmd.execute(),
         Command::Check(cmd) => cmd.execute(),
+        Command::Pool(cmd) => cmd.execute(),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,231 @@
+//! `wasmp pool`: one task per input line, on a pool of warm worker processes.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
+
+use crate::common::{GrantOptions, Limit, parse_queue};
+
+/// Run an export once per input line on a pool of warm worker processes.
+///
+/// Each line holds one task's arguments: a JSON array (["a", 2]) or WAVE ("a", 2); blank
+/// lines are skipped. Each task's result is written as one JSON line, {"result": …} or
+/// {"error": "…"}, in input order (or, with --unordered, as tasks finish, with "index").
+/// Exits 1 when any task failed.
+#[derive(Args)]
+#[command(after_help = "\
+Examples:
+  printf '[1]\\n[2]\\n[3]\\n' | wasmp pool -j 2 worker.wasm --invoke square
+  wasmp pool --input tasks.jsonl --timeout 5s --retries 2 worker.wasm --invoke process
+  wasmp pool --unordered --max-tasks-per-worker 100 worker.wasm --invoke f < args.txt")]
+pub(crate) struct PoolCommand {
+    /// Worker processes (default: the available parallelism).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    jobs: Option<u32>,
+
+    /// Stop a task that runs longer than this (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = crate::common::parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Replace a worker process after this many tasks.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    max_tasks_per_worker: Option<u64>,
+
+    /// Run a task again up to R times when its worker process dies under it.
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    retries: u32,
+
+    /// Read tasks from FILE instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+
+    /// Write results as tasks finish, each with its input "index".
+    #[arg(long)]
+    unordered: bool,
+
+    /// Grant a new queue NAME (unbounded) or NAME=CAPACITY to every task.
+    #[arg(long = "queue", value_name = "NAME[=CAPACITY]")]
+    queues: Vec<String>,
+
+    #[command(flatten)]
+    grants: GrantOptions,
+
+    /// The export to call for each task.
+    #[arg(long, value_name = "NAME")]
+    invoke: String,
+
+    /// The component.
+    #[arg(value_name = "COMPONENT")]
+    component: PathBuf,
+}
+
+impl PoolCommand {
+    pub(crate) fn execute(self) -> Result<ExitCode> {
+        let runtime = Runtime::new()?;
+        let component = runtime.load(&self.component)?;
+        let tasks = self.read_tasks(&component)?;
+
+        let mut builder = Pool::builder(&runtime).retries(self.retries);
+        if let Some(jobs) = self.jobs {
+            builder = builder.processes(jobs as usize);
+        }
+        if let Some(timeout) = self.timeout {
+            builder = builder.timeout(timeout);
+        }
+        for limit in &self.grants.limits {
+            match limit {
+                Limit::Timeout(timeout) => builder = builder.timeout(*timeout),
+            }
+        }
+        if let Some(k) = self.max_tasks_per_worker {
+            builder = builder.max_tasks_per_worker(k);
+        }
+        for spec in &self.grants.env {
+            if let Some((name, value)) = wasmp::parse_env(spec)? {
+                builder = builder.env(name, value);
+            }
+        }
+        for spec in &self.grants.dirs {
+            builder = builder.dir(wasmp::DirGrant::parse(spec)?);
+        }
+        for spec in &self.grants.dirs_ro {
+            builder = builder.dir(wasmp::DirGrant::parse(spec)?.read_only(true));
+        }
+        for spec in &self.queues {
+            builder = builder.queue(&parse_queue(spec)?)?;
+        }
+
+        let started = Instant::now();
+        let pool = builder.build()?;
+        let progress = progress_bar(tasks.len() as u64);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<(usize, TaskResult)>();
+        let mut results = Vec::with_capacity(tasks.len());
+        for (index, args) in tasks.into_iter().enumerate() {
+            let result = pool.apply_async(&component, &self.invoke, args)?;
+            let (done_tx, progress) = (done_tx.clone(), progress.clone());
+            result.on_done(move |result| {
+                progress.inc(1);
+                let _ = done_tx.send((index, result.clone()));
+            });
+            results.push(result);
+        }
+        drop(done_tx);
+        pool.close();
+
+        let mut stdout = std::io::stdout().lock();
+        let mut failed = 0usize;
+        let mut write = |index: Option<usize>, result: &TaskResult| -> Result<()> {
+            let mut line = match result {
+                Ok(values) => json!({ "result": values_to_json(values) }),
+                Err(error) => {
+                    failed += 1;
+                    json!({ "error": error.to_string() })
+                }
+            };
+            if let Some(index) = index {
+                line["index"] = json!(index);
+            }
+            writeln!(stdout, "{line}").context("failed to write a result")
+        };
+        if self.unordered {
+            for (index, result) in done_rx {
+                write(Some(index), &result)?;
+            }
+        } else {
+            for result in &results {
+                write(None, &result.get())?;
+            }
+        }
+        drop(stdout);
+        pool.join()?;
+        progress.finish_and_clear();
+        let stats = pool.stats();
+        let elapsed = started.elapsed();
+        eprintln!(
+            "wasmp pool: {} done, {} failed, {} retried in {:.2}s ({:.0} tasks/s, {} worker processes started)",
+            stats.succeeded,
+            stats.failed,
+            stats.retried,
+            elapsed.as_secs_f64(),
+            results.len() as f64 / elapsed.as_secs_f64(),
+            stats.workers_started,
+        );
+        Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    /// Reads and type-checks every task before a worker starts: a bad line spawns nothing.
+    fn read_tasks(&self, component: &Component) -> Result<Vec<Vec<Val>>> {
+        let reader: Box<dyn BufRead> = match &self.input {
+            Some(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(
+                |e| {
+                    InputError::new_kind(
+                        InputErrorKind::NotFound,
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                },
+            )?)),
+            None => Box::new(std::io::stdin().lock()),
+        };
+        let source = self
+            .input
+            .as_ref()
+            .map_or_else(|| "stdin".to_string(), |p| p.display().to_string());
+        let mut tasks = Vec::new();
+        for (number, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("failed to read {source}"))?;
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let args = parse_line(component, &self.invoke, line).map_err(|e| {
+                InputError::new_kind(
+                    InputErrorKind::BadArguments,
+                    format!("{source}:{}: {e:#}", number + 1),
+                )
+            })?;
+            tasks.push(args);
+        }
+        Ok(tasks)
+    }
+}
+
+/// A JSON array of arguments, or WAVE arguments as they would appear inside the call.
+fn parse_line(component: &Component, export: &str, line: &str) -> Result<Vec<Val>> {
+    if let Ok(json) = serde_json::from_str::<Value>(line)
+        && json.is_array()
+    {
+        return component.args_from_json(export, &json);
+    }
+    component.parse_call_args(&format!("{export}({line})"))
+}
+
+fn values_to_json(values: &[Val]) -> Value {
+    match values {
+        [] => Value::Null,
+        [one] => val_to_json(one),
+        many => Value::Array(many.iter().map(val_to_json).collect()),
+    }
+}
+
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} tasks, {per_sec}, eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
