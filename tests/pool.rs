@@ -362,3 +362,32 @@ fn get_timeout_says_not_ready_while_the_task_runs() {
     assert_eq!(slow.successful(), None);
     assert_eq!(slow.get_timeout(DEADLINE), Ok(vec![]));
 }
+
+#[test]
+fn a_quick_result_is_not_held_back_by_a_slow_task_behind_it() {
+    let probe = guest(POOL_PROBE);
+    let pool = pool(1).build().unwrap();
+    pool.apply(&probe, "noop", none()).unwrap();
+    // Submitted together, they travel to the one worker in one job.
+    let quick = pool.apply_async(&probe, "sleep-ms", [1u64]).unwrap();
+    let slow = pool.apply_async(&probe, "sleep-ms", [30_000u64]).unwrap();
+    assert_eq!(quick.get_timeout(Duration::from_secs(5)), Ok(vec![]));
+    assert!(!slow.ready());
+    pool.terminate();
+    assert_eq!(slow.get_timeout(DEADLINE), Err(TaskError::Terminated));
+}
+
+#[test]
+fn reused_instances_keep_guest_state_until_a_trap() {
+    let probe = guest(POOL_PROBE);
+    let pool = pool(1).reuse_instances(true).build().unwrap();
+    let counts: Vec<Val> = (0..5)
+        .map(|_| pool.apply(&probe, "counter", none()).unwrap().remove(0))
+        .collect();
+    assert_eq!(counts, (1..=5).map(Val::U32).collect::<Vec<_>>());
+    assert!(pool.apply(&probe, "trap", none()).is_err());
+    assert_eq!(
+        pool.apply(&probe, "counter", none()).unwrap(),
+        vec![Val::U32(1)]
+    );
+}

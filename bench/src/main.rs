@@ -8,7 +8,8 @@
 //!
 //! Rows: `process` (start → join of a no-op worker vs Python fork and spawn); `queue`
 //! (guest → guest through a host queue vs `mp.Queue` and `mp.Pipe`: 16 B and 64 KiB
-//! messages, ping-pong).
+//! messages, ping-pong); `pool` (start → first result, `apply_async` and `map` throughput,
+//! CPU-bound speed-up, vs `Pool` and `ProcessPoolExecutor`, 2 workers each).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,7 +32,7 @@ fn main() -> Result<()> {
         }
     }
     if rows.is_empty() {
-        rows = vec!["process".into(), "queue".into()];
+        rows = vec!["process".into(), "queue".into(), "pool".into()];
     }
     let runtime = Runtime::new()?;
     let mut table = Vec::new();
@@ -39,7 +40,8 @@ fn main() -> Result<()> {
         match row.as_str() {
             "process" => table.extend(process_row(&runtime, rounds)?),
             "queue" => table.extend(queue_rows(&runtime, rounds)?),
-            other => bail!("unknown row {other:?}; rows: process, queue"),
+            "pool" => table.extend(pool_rows(&runtime, rounds)?),
+            other => bail!("unknown row {other:?}; rows: process, queue, pool"),
         }
     }
     print_table(&table);
@@ -321,5 +323,174 @@ fn queue_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
         line.python *= 1e3;
         line.unit = "µs";
     }
+    Ok(lines)
+}
+
+/// Seconds to run `work` once.
+fn timed(work: impl FnOnce() -> Result<()>) -> Result<f64> {
+    let started = Instant::now();
+    work()?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Runs the Python side of a pool row: `{"pool": s, "executor": s, …}`.
+fn python_pool(args: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    python("pool_bench.py", args)
+}
+
+/// Pools of two workers beside `multiprocessing.Pool(2)` and `ProcessPoolExecutor(2)`.
+fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
+    use wasmp::{Pool, Val};
+    const WORKERS: usize = 2;
+    const APPLY: usize = 20_000;
+    const MAP: u64 = 100_000;
+    const CPU_TASKS: u64 = 8;
+    const WASM_ROUNDS: u64 = 40_000_000;
+    const PY_ROUNDS: u64 = 400_000;
+    let probe = runtime.load(wasmp_artifacts::POOL_PROBE)?;
+    let pool2 = || Pool::builder(runtime).processes(WORKERS).build();
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let mut samples: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut push = |key: &'static str, value: f64| samples.entry(key).or_default().push(value);
+    for _ in 0..rounds {
+        push(
+            "start",
+            timed(|| {
+                let pool = pool2()?;
+                pool.apply(&probe, "square", [1u64])?;
+                Ok(())
+            })?,
+        );
+        let py = python_pool(&["start"])?;
+        push("start.pool", f(&py["pool"]));
+        push("start.executor", f(&py["executor"]));
+
+        let pool = pool2()?;
+        pool.apply(&probe, "noop", Vec::<Val>::new())?;
+        push(
+            "apply",
+            timed(|| {
+                let results = (0..APPLY)
+                    .map(|_| pool.apply_async(&probe, "noop", Vec::<Val>::new()))
+                    .collect::<Result<Vec<_>>>()?;
+                for r in results {
+                    r.get()?;
+                }
+                Ok(())
+            })?,
+        );
+        push(
+            "map",
+            timed(|| {
+                let out = pool.map(&probe, "square", 0..MAP, None)?;
+                anyhow::ensure!(out.len() as u64 == MAP);
+                Ok(())
+            })?,
+        );
+        push(
+            "cpu.parallel",
+            timed(|| {
+                pool.map(
+                    &probe,
+                    "cpu",
+                    vec![WASM_ROUNDS; CPU_TASKS as usize],
+                    Some(1),
+                )?;
+                Ok(())
+            })?,
+        );
+        push(
+            "cpu.small",
+            timed(|| {
+                pool.map(&probe, "cpu", vec![PY_ROUNDS; CPU_TASKS as usize], Some(1))?;
+                Ok(())
+            })?,
+        );
+        drop(pool);
+        let serial = Pool::builder(runtime).processes(1).build()?;
+        serial.apply(&probe, "noop", Vec::<Val>::new())?;
+        push(
+            "cpu.serial",
+            timed(|| {
+                serial.map(
+                    &probe,
+                    "cpu",
+                    vec![WASM_ROUNDS; CPU_TASKS as usize],
+                    Some(1),
+                )?;
+                Ok(())
+            })?,
+        );
+        drop(serial);
+
+        let py = python_pool(&["apply", &APPLY.to_string()])?;
+        push("apply.pool", f(&py["pool"]));
+        push("apply.executor", f(&py["executor"]));
+        let py = python_pool(&["map", &MAP.to_string()])?;
+        push("map.pool", f(&py["pool"]));
+        push("map.executor", f(&py["executor"]));
+        let py = python_pool(&["cpu", &CPU_TASKS.to_string(), &PY_ROUNDS.to_string()])?;
+        push("cpu.py.serial", f(&py["serial"]));
+        push("cpu.py.pool", f(&py["pool"]));
+        push("cpu.py.executor", f(&py["executor"]));
+    }
+    let m = |key: &str| median_f64(samples[key].clone());
+    let d = |secs: f64| Duration::from_secs_f64(secs);
+    let mut lines = vec![
+        Line::time(
+            "pool of 2: start → first result",
+            d(m("start")),
+            d(m("start.pool")),
+            "Pool",
+        ),
+        Line::time(
+            "pool of 2: start → first result",
+            d(m("start")),
+            d(m("start.executor")),
+            "ProcessPoolExecutor",
+        ),
+        Line::rate(
+            "pool of 2: apply_async, trivial tasks",
+            APPLY as f64 / m("apply"),
+            APPLY as f64 / m("apply.pool"),
+            "Pool",
+            "tasks/s",
+        ),
+        Line::rate(
+            "pool of 2: apply_async, trivial tasks",
+            APPLY as f64 / m("apply"),
+            APPLY as f64 / m("apply.executor"),
+            "ProcessPoolExecutor.submit",
+            "tasks/s",
+        ),
+        Line::rate(
+            "pool of 2: map, default chunks",
+            MAP as f64 / m("map"),
+            MAP as f64 / m("map.pool"),
+            "Pool",
+            "items/s",
+        ),
+        Line::rate(
+            "pool of 2: map, default chunks",
+            MAP as f64 / m("map"),
+            MAP as f64 / m("map.executor"),
+            "ProcessPoolExecutor",
+            "items/s",
+        ),
+    ];
+    let ours_speedup = m("cpu.serial") / m("cpu.parallel");
+    lines.push(Line::rate(
+        "CPU-bound: speed-up of 2 workers over 1",
+        ours_speedup,
+        m("cpu.py.serial") / m("cpu.py.pool"),
+        "Pool vs serial",
+        "×",
+    ));
+    lines.push(Line::time(
+        format!("CPU-bound: wall time, {CPU_TASKS} tasks × {PY_ROUNDS} xorshift rounds"),
+        d(m("cpu.small")),
+        d(m("cpu.py.pool")),
+        "Pool",
+    ));
     Ok(lines)
 }

@@ -16,7 +16,7 @@ use crate::conn::{Event, WorkerConn};
 use crate::monitor::{TIMEOUT_GRACE, exit_status, start_drains};
 use crate::output::{Drain, Output};
 use crate::pool::{MAX_JOB, PoolShared, Task};
-use crate::protocol::{Outcome, TaskSpec, ToWorker};
+use crate::protocol::{Outcome, ServeSpec, TaskSpec, ToWorker};
 use crate::supervisor::{self, Signaller, SpawnRequest};
 use crate::task::{TaskError, TaskResult};
 
@@ -215,9 +215,11 @@ impl WorkerProcess {
     }
 
     fn start(&mut self, shared: &PoolShared) -> Result<(), String> {
-        let _ = self
-            .conn
-            .send(&ToWorker::Serve(Box::new(shared.grants.clone())));
+        let _ = self.conn.send(&ToWorker::Serve(Box::new(ServeSpec {
+            grants: shared.grants.clone(),
+            reuse_instances: shared.config.reuse_instances,
+            track_memory: shared.config.max_memory_kb.is_some(),
+        })));
         match self.conn.await_hello() {
             Ok(true) => {}
             Ok(false) => return Err("the worker process died at start-up".into()),

@@ -18,9 +18,9 @@ pub(crate) const PROTOCOL_VERSION: u32 = 1;
 pub(crate) enum ToWorker {
     /// Run this guest, report, exit (a `Process`).
     Start(Box<StartSpec>),
-    /// Become a pool worker with these grants: run [`ToWorker::Job`]s until
-    /// [`ToWorker::Shutdown`] or the channel closes.
-    Serve(Box<Grants>),
+    /// Become a pool worker: run [`ToWorker::Job`]s until [`ToWorker::Shutdown`] or the
+    /// channel closes.
+    Serve(Box<ServeSpec>),
     /// Tasks to run in order, each in a fresh instance, each answered by a
     /// [`ToHost::TaskDone`].
     Job(Vec<TaskSpec>),
@@ -61,6 +61,17 @@ pub(crate) struct Grants {
     /// The queues the guest may use, with each one's maximum message size: the worker
     /// refuses what the host would refuse without a round trip (the host checks again).
     pub(crate) queues: Vec<(String, u64)>,
+}
+
+/// How a pool worker runs its tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServeSpec {
+    pub(crate) grants: Grants,
+    /// Keep one instance per component across tasks (guest state persists, as module
+    /// globals do in a Python pool worker) instead of a fresh instance per task.
+    pub(crate) reuse_instances: bool,
+    /// Report peak memory with each task (reading it costs a few microseconds).
+    pub(crate) track_memory: bool,
 }
 
 /// One pool task: call `export` of the component compiled at `cwasm`.

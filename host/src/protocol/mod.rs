@@ -9,6 +9,6 @@ mod message;
 
 pub(crate) use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub(crate) use message::{
-    Entry, Grants, Outcome, PROTOCOL_VERSION, QueueCall, QueueFault, QueueReply, StartSpec,
-    TaskSpec, ToHost, ToWorker,
+    Entry, Grants, Outcome, PROTOCOL_VERSION, QueueCall, QueueFault, QueueReply, ServeSpec,
+    StartSpec, TaskSpec, ToHost, ToWorker,
 };

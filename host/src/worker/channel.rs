@@ -45,6 +45,19 @@ impl Channel {
             .context("failed to write to the host")
     }
 
+    /// Queues a frame without sending it yet; [`Channel::flush`] or the next
+    /// [`Channel::send`] sends it.
+    pub(crate) fn send_buffered(&self, message: &ToHost) -> Result<()> {
+        write_frame(&mut self.lock().writer, message).context("failed to write to the host")
+    }
+
+    /// Sends what is buffered unless another thread is using the channel.
+    pub(crate) fn try_flush(&self) {
+        if let Ok(mut inner) = self.inner.try_lock() {
+            let _ = inner.writer.flush();
+        }
+    }
+
     /// The next frame from the host; `None` once the host closed the channel.
     pub(crate) fn recv(&self) -> Result<Option<ToWorker>> {
         read_frame(&mut self.lock().reader, MAX_FRAME_LEN).context("failed to read from the host")

@@ -52,7 +52,7 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
             channel.send(&ToHost::Finished(outcome))?;
             Ok(code)
         }
-        Some(ToWorker::Serve(grants)) => pool::serve(&grants, &channel),
+        Some(ToWorker::Serve(spec)) => pool::serve(&spec, &channel),
         Some(other) => anyhow::bail!("expected a start message, got {other:?}"),
         None => Ok(EXIT_NO_HOST),
     }

@@ -10,26 +10,41 @@ use anyhow::Result;
 
 use super::channel::Channel;
 use super::run::Runner;
-use crate::protocol::{Entry, Grants, ToHost, ToWorker};
+use crate::protocol::{Entry, ServeSpec, ToHost, ToWorker};
 
 /// Serves jobs until told to shut down or the host closes the channel; the exit code.
-pub(crate) fn serve(grants: &Grants, channel: &Channel) -> Result<u8> {
-    let mut runner = Runner::new()?;
+pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
+    let mut runner = Runner::for_pool(spec.reuse_instances)?;
+    let grants = &spec.grants;
     loop {
         match channel.recv()? {
             Some(ToWorker::Job(tasks)) => {
-                for task in tasks {
+                // Results of quick tasks travel together; the deadline thread sends any
+                // that waited FLUSH_AFTER while a slower task runs.
+                let count = tasks.len();
+                for (i, task) in tasks.into_iter().enumerate() {
                     let entry = Entry::Invoke {
                         export: task.export,
                         args: task.args,
                     };
                     let timeout = task.timeout_ms.map(Duration::from_millis);
                     let outcome = runner.run(grants, &task.cwasm, &entry, timeout, channel);
-                    channel.send(&ToHost::TaskDone {
+                    let done = ToHost::TaskDone {
                         id: task.id,
                         outcome,
-                        rss_kb: resident_kb(),
-                    })?;
+                        rss_kb: if spec.track_memory {
+                            peak_resident_kb()
+                        } else {
+                            0
+                        },
+                    };
+                    if i + 1 == count {
+                        channel.send(&done)?;
+                        runner.flushed();
+                    } else {
+                        channel.send_buffered(&done)?;
+                        runner.flush_soon(channel);
+                    }
                 }
             }
             Some(ToWorker::Shutdown) | None => return Ok(0),
@@ -41,7 +56,7 @@ pub(crate) fn serve(grants: &Grants, channel: &Channel) -> Result<u8> {
 /// This process's peak resident set size (`VmHWM`), for the host's memory-threshold
 /// recycling: a task's instance memory is unmapped when its store drops, so the current
 /// size would miss what the task used.
-fn resident_kb() -> u64 {
+fn peak_resident_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use wasmtime::component::{Component, InstancePre, Linker, Val, wasm_wave};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Instance, InstancePre, Linker, Type, Val, wasm_wave,
+};
 use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
@@ -14,45 +16,84 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 use super::channel::Channel;
 use super::state::{WorkerState, new_linker};
 use super::timer::EpochTimer;
-use crate::engine::new_engine;
+use crate::engine::{new_engine, new_pooling_engine};
 use crate::protocol::{Entry, Grants, Outcome, StartSpec};
+
+/// A compiled component, linked and ready to instantiate, with its exports looked up once.
+struct Loaded {
+    pre: InstancePre<WorkerState>,
+    exports: HashMap<String, Export>,
+}
+
+/// An exported function's index and signature, resolved once per component.
+#[derive(Clone)]
+struct Export {
+    index: ComponentExportIndex,
+    params: Vec<Type>,
+    results: usize,
+}
+
+/// An instance kept across tasks when the pool asked for instance reuse.
+struct Kept {
+    cwasm: PathBuf,
+    store: Store<WorkerState>,
+    instance: Instance,
+}
 
 /// The worker's wasmtime side: one engine and linker, compiled components kept warm.
 pub(crate) struct Runner {
     engine: Engine,
     linker: Linker<WorkerState>,
     timer: EpochTimer,
-    loaded: HashMap<PathBuf, InstancePre<WorkerState>>,
+    loaded: HashMap<PathBuf, Loaded>,
     parent_pid: u32,
+    reuse_instances: bool,
+    kept: Option<Kept>,
 }
 
 impl Runner {
+    /// A runner for one `Process`: the default (on-demand) instance allocator.
     pub(crate) fn new() -> Result<Runner> {
-        let engine = new_engine()?;
+        Runner::with_engine(new_engine()?, false)
+    }
+
+    /// A runner for a pool worker, which instantiates once per task.
+    pub(crate) fn for_pool(reuse_instances: bool) -> Result<Runner> {
+        Runner::with_engine(new_pooling_engine()?, reuse_instances)
+    }
+
+    fn with_engine(engine: Engine, reuse_instances: bool) -> Result<Runner> {
         let linker = new_linker(&engine)?;
-        let timer = EpochTimer::start(&engine);
+        let timer = EpochTimer::new(&engine);
         Ok(Runner {
             engine,
             linker,
             timer,
             loaded: HashMap::new(),
             parent_pid: rustix::process::getppid().map_or(0, |pid| pid.as_raw_pid() as u32),
+            reuse_instances,
+            kept: None,
         })
     }
 
-    /// The pre-instantiated component at `cwasm`, loaded on first use.
-    fn instance_pre(&mut self, cwasm: &Path) -> Result<InstancePre<WorkerState>> {
-        if let Some(pre) = self.loaded.get(cwasm) {
-            return Ok(pre.clone());
+    /// The component compiled at `cwasm`, loaded and linked on first use.
+    fn load(&mut self, cwasm: &Path) -> Result<&mut Loaded> {
+        if !self.loaded.contains_key(cwasm) {
+            let component = load_compiled(&self.engine, cwasm)?;
+            let pre = self
+                .linker
+                .instantiate_pre(&component)
+                .map_err(anyhow::Error::from)
+                .context("failed to link the component")?;
+            self.loaded.insert(
+                cwasm.to_path_buf(),
+                Loaded {
+                    pre,
+                    exports: HashMap::new(),
+                },
+            );
         }
-        let component = load_compiled(&self.engine, cwasm)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("failed to link the component")?;
-        self.loaded.insert(cwasm.to_path_buf(), pre.clone());
-        Ok(pre)
+        Ok(self.loaded.get_mut(cwasm).expect("just inserted"))
     }
 
     /// A fresh store for one guest run: nothing survives from a previous task.
@@ -65,12 +106,11 @@ impl Runner {
             channel: Some(channel.clone()),
             queues: grants.queues.iter().cloned().collect(),
         };
-        let mut store = Store::new(&self.engine, state);
-        store.set_epoch_deadline(1);
-        Ok(store)
+        Ok(Store::new(&self.engine, state))
     }
 
-    /// Runs one guest entry in a fresh instance; the channel serves its queue calls.
+    /// Runs one guest entry; the channel serves its queue calls. A fresh instance each
+    /// time, unless the pool asked for instance reuse.
     pub(crate) fn run(
         &mut self,
         grants: &Grants,
@@ -79,14 +119,87 @@ impl Runner {
         timeout: Option<Duration>,
         channel: &Channel,
     ) -> Outcome {
-        let result = self.instance_pre(cwasm).and_then(|pre| {
-            let mut store = self.new_store(grants, channel)?;
-            self.timer.arm(timeout.map(|t| Instant::now() + t));
-            let outcome = call_entry(&mut store, &pre, entry);
-            self.timer.arm(None);
-            outcome
-        });
-        result.unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+        self.try_run(grants, cwasm, entry, timeout, channel)
+            .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
+    }
+
+    fn try_run(
+        &mut self,
+        grants: &Grants,
+        cwasm: &Path,
+        entry: &Entry,
+        timeout: Option<Duration>,
+        channel: &Channel,
+    ) -> Result<Outcome> {
+        let (mut store, instance) = match self.kept.take() {
+            Some(kept) if kept.cwasm == cwasm => (kept.store, Some(kept.instance)),
+            _ => (self.new_store(grants, channel)?, None),
+        };
+        let pre = self.load(cwasm)?.pre.clone();
+        store.set_epoch_deadline(1);
+        self.timer.arm(timeout.map(|t| Instant::now() + t));
+        let result = match entry {
+            Entry::Run => run_command(&mut store, &pre),
+            Entry::Invoke { export, args } => {
+                let instance = match instance {
+                    Some(instance) => instance,
+                    None => pre
+                        .instantiate(&mut store)
+                        .map_err(anyhow::Error::from)
+                        .context("failed to instantiate the component")?,
+                };
+                let found = self.export(cwasm, &mut store, instance, export)?;
+                let outcome = call_export(&mut store, instance, &found, args);
+                if self.reuse_instances && matches!(outcome, Ok(Outcome::Returned(_))) {
+                    self.kept = Some(Kept {
+                        cwasm: cwasm.to_path_buf(),
+                        store,
+                        instance,
+                    });
+                }
+                outcome
+            }
+        };
+        self.timer.arm(None);
+        result
+    }
+
+    /// Buffered results should go out soon even if the next task is slow.
+    pub(crate) fn flush_soon(&mut self, channel: &Channel) {
+        self.timer.flush_soon(channel);
+    }
+
+    /// Buffered results went out.
+    pub(crate) fn flushed(&mut self) {
+        self.timer.flushed();
+    }
+
+    /// The export `name`, looked up once per component.
+    fn export(
+        &mut self,
+        cwasm: &Path,
+        store: &mut Store<WorkerState>,
+        instance: Instance,
+        name: &str,
+    ) -> Result<Export> {
+        let loaded = self.load(cwasm)?;
+        if let Some(found) = loaded.exports.get(name) {
+            return Ok(found.clone());
+        }
+        let Some(index) = loaded.pre.component().get_export_index(None, name) else {
+            bail!("the component has no exported function {name:?}");
+        };
+        let Some(func) = instance.get_func(&mut *store, index) else {
+            bail!("the component's export {name:?} is not a function");
+        };
+        let ty = func.ty(&*store);
+        let found = Export {
+            index,
+            params: ty.params().map(|(_, ty)| ty).collect(),
+            results: ty.results().len(),
+        };
+        loaded.exports.insert(name.to_string(), found.clone());
+        Ok(found)
     }
 }
 
@@ -143,54 +256,48 @@ fn build_wasi(grants: &Grants) -> Result<WasiCtx> {
     Ok(wasi.build())
 }
 
-fn call_entry(
+fn run_command(store: &mut Store<WorkerState>, pre: &InstancePre<WorkerState>) -> Result<Outcome> {
+    let instance = pre
+        .instantiate(&mut *store)
+        .map_err(anyhow::Error::from)
+        .context("failed to instantiate the component")?;
+    let command = Command::new(&mut *store, &instance)
+        .map_err(anyhow::Error::from)
+        .context("the component is not a WASI command")?;
+    Ok(match command.wasi_cli_run().call_run(&mut *store) {
+        Ok(Ok(())) => Outcome::Exited(0),
+        Ok(Err(())) => Outcome::Exited(1),
+        Err(e) => classify(e),
+    })
+}
+
+fn call_export(
     store: &mut Store<WorkerState>,
-    pre: &InstancePre<WorkerState>,
-    entry: &Entry,
+    instance: Instance,
+    export: &Export,
+    args: &[String],
 ) -> Result<Outcome> {
-    match entry {
-        Entry::Run => {
-            let instance = pre
-                .instantiate(&mut *store)
-                .map_err(anyhow::Error::from)
-                .context("failed to instantiate the component")?;
-            let command = Command::new(&mut *store, &instance)
-                .map_err(anyhow::Error::from)
-                .context("the component is not a WASI command")?;
-            Ok(match command.wasi_cli_run().call_run(&mut *store) {
-                Ok(Ok(())) => Outcome::Exited(0),
-                Ok(Err(())) => Outcome::Exited(1),
-                Err(e) => classify(e),
-            })
-        }
-        Entry::Invoke { export, args } => {
-            let instance = pre
-                .instantiate(&mut *store)
-                .map_err(anyhow::Error::from)
-                .context("failed to instantiate the component")?;
-            let Some(func) = instance.get_func(&mut *store, export.as_str()) else {
-                bail!("the component has no exported function {export:?}");
-            };
-            let ty = func.ty(&*store);
-            let params = ty
-                .params()
-                .zip(args)
-                .map(|((_, ty), arg)| {
-                    wasm_wave::from_str::<Val>(&ty, arg)
-                        .with_context(|| format!("failed to decode argument {arg}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut results = vec![Val::Bool(false); ty.results().len()];
-            if let Err(e) = func.call(&mut *store, &params, &mut results) {
-                return Ok(classify(e));
-            }
-            let results = results
-                .iter()
-                .map(|val| wasm_wave::to_string(val).context("failed to encode a result"))
-                .collect::<Result<_>>()?;
-            Ok(Outcome::Returned(results))
-        }
+    let func = instance
+        .get_func(&mut *store, export.index)
+        .context("the export vanished")?;
+    let params = export
+        .params
+        .iter()
+        .zip(args)
+        .map(|(ty, arg)| {
+            wasm_wave::from_str::<Val>(ty, arg)
+                .with_context(|| format!("failed to decode argument {arg}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut results = vec![Val::Bool(false); export.results];
+    if let Err(e) = func.call(&mut *store, &params, &mut results) {
+        return Ok(classify(e));
     }
+    let results = results
+        .iter()
+        .map(|val| wasm_wave::to_string(val).context("failed to encode a result"))
+        .collect::<Result<_>>()?;
+    Ok(Outcome::Returned(results))
 }
 
 /// `exit(n)` arrives as an error carrying `I32Exit`; the epoch timeout as `Trap::Interrupt`;
