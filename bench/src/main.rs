@@ -407,6 +407,31 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
             })?,
         );
         drop(pool);
+        let reuse = Pool::builder(runtime)
+            .processes(WORKERS)
+            .reuse_instances(true)
+            .build()?;
+        reuse.apply(&probe, "noop", Vec::<Val>::new())?;
+        push(
+            "apply.reuse",
+            timed(|| {
+                let results = (0..APPLY)
+                    .map(|_| reuse.apply_async(&probe, "noop", Vec::<Val>::new()))
+                    .collect::<Result<Vec<_>>>()?;
+                for r in results {
+                    r.get()?;
+                }
+                Ok(())
+            })?,
+        );
+        push(
+            "map.reuse",
+            timed(|| {
+                reuse.map(&probe, "square", 0..MAP, None)?;
+                Ok(())
+            })?,
+        );
+        drop(reuse);
         let serial = Pool::builder(runtime).processes(1).build()?;
         serial.apply(&probe, "noop", Vec::<Val>::new())?;
         push(
@@ -475,6 +500,20 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
             MAP as f64 / m("map"),
             MAP as f64 / m("map.executor"),
             "ProcessPoolExecutor",
+            "items/s",
+        ),
+        Line::rate(
+            "pool of 2: apply_async, trivial tasks, reuse_instances(true)",
+            APPLY as f64 / m("apply.reuse"),
+            APPLY as f64 / m("apply.pool"),
+            "Pool",
+            "tasks/s",
+        ),
+        Line::rate(
+            "pool of 2: map, default chunks, reuse_instances(true)",
+            MAP as f64 / m("map.reuse"),
+            MAP as f64 / m("map.pool"),
+            "Pool",
             "items/s",
         ),
     ];

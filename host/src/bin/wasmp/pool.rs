@@ -42,6 +42,11 @@ pub(crate) struct PoolCommand {
     #[arg(long, value_name = "R", default_value_t = 0)]
     retries: u32,
 
+    /// Keep each worker's instance across tasks (faster for tiny tasks; guest state then
+    /// persists from one task to the next, as module globals do in a Python pool).
+    #[arg(long)]
+    reuse_instances: bool,
+
     /// Read tasks from FILE instead of stdin.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
@@ -72,7 +77,9 @@ impl PoolCommand {
         let component = runtime.load(&self.component)?;
         let tasks = self.read_tasks(&component)?;
 
-        let mut builder = Pool::builder(&runtime).retries(self.retries);
+        let mut builder = Pool::builder(&runtime)
+            .retries(self.retries)
+            .reuse_instances(self.reuse_instances);
         if let Some(jobs) = self.jobs {
             builder = builder.processes(jobs as usize);
         }
