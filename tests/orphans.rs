@@ -8,7 +8,7 @@ use wasmp_artifacts::CLI_PROBE;
 use crate::{WASMP, cache_dir, eventually, is_running};
 
 /// The pids of `parent`'s children, from /proc.
-fn children(parent: u32) -> Vec<u32> {
+pub(crate) fn children(parent: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
         return Vec::new();
     };

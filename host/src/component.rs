@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use tracing::debug;
@@ -32,7 +32,10 @@ pub struct Component {
 struct Inner {
     runtime: Runtime,
     name: String,
+    /// The component's bytes, kept to compile a fuel-metered variant on demand.
+    wasm: Arc<[u8]>,
     cwasm: PathBuf,
+    cwasm_fuel: OnceLock<PathBuf>,
     is_command: bool,
     functions: BTreeMap<String, ComponentFunc>,
 }
@@ -138,7 +141,9 @@ impl Component {
             inner: Arc::new(Inner {
                 runtime: runtime.clone(),
                 name: name.to_string(),
+                wasm: Arc::from(bytes),
                 cwasm,
+                cwasm_fuel: OnceLock::new(),
                 is_command,
                 functions,
             }),
@@ -168,8 +173,20 @@ impl Component {
         &self.inner.runtime
     }
 
-    pub(crate) fn cwasm(&self) -> &Path {
-        &self.inner.cwasm
+    /// The compiled file for a worker: the fuel-metered variant (compiled on first use)
+    /// when the guest has a fuel limit.
+    pub(crate) fn cwasm_for(&self, limits: &crate::Limits) -> Result<PathBuf> {
+        if limits.fuel.is_none() {
+            return Ok(self.inner.cwasm.clone());
+        }
+        if let Some(path) = self.inner.cwasm_fuel.get() {
+            return Ok(path.clone());
+        }
+        let runtime = &self.inner.runtime;
+        let (path, _) = runtime
+            .cache()
+            .compile(runtime.fuel_engine()?, &self.inner.wasm)?;
+        Ok(self.inner.cwasm_fuel.get_or_init(|| path).clone())
     }
 
     /// Checks that the component can be run as a command.

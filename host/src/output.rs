@@ -93,27 +93,65 @@ fn capture(mut pipe: impl Read, sink: &Mutex<Vec<u8>>) {
     }
 }
 
+/// Lines longer than this are cut into several tagged lines, so that a guest writing
+/// without newlines cannot make the host buffer without bound.
+const MAX_TAGGED_LINE: usize = 64 * 1024;
+
 fn tag_lines(pipe: impl Read, stream: Stream, tag: &str) {
-    let mut reader = BufReader::new(pipe);
+    let mut reader = BufReader::with_capacity(MAX_TAGGED_LINE, pipe);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if !line.ends_with(b"\n") {
-                    line.push(b'\n');
+        let (done, used) = match reader.fill_buf() {
+            Ok([]) | Err(_) => (true, 0),
+            Ok(buf) => {
+                let room = MAX_TAGGED_LINE - line.len();
+                match buf[..buf.len().min(room)].iter().position(|&b| b == b'\n') {
+                    Some(end) => {
+                        line.extend_from_slice(&buf[..end]);
+                        (false, end + 1)
+                    }
+                    None => {
+                        let take = buf.len().min(room);
+                        line.extend_from_slice(&buf[..take]);
+                        reader.consume(take);
+                        if line.len() < MAX_TAGGED_LINE {
+                            continue;
+                        }
+                        (false, 0)
+                    }
                 }
-                let mut tagged = Vec::with_capacity(tag.len() + line.len() + 1);
-                tagged.extend_from_slice(tag.as_bytes());
-                tagged.push(b' ');
-                tagged.extend_from_slice(&line);
-                // One write per line under the stream's lock: lines never interleave.
-                let _ = match stream {
-                    Stream::Stdout => std::io::stdout().lock().write_all(&tagged),
-                    Stream::Stderr => std::io::stderr().lock().write_all(&tagged),
-                };
             }
+        };
+        reader.consume(used);
+        if done && line.is_empty() {
+            return;
+        }
+        write_tagged(stream, tag, &line);
+        line.clear();
+        if done {
+            return;
         }
     }
+}
+
+/// Writes one tagged line with the guest's control characters made visible (`\x1b`…):
+/// the output of several untrusted workers shares the host's terminal, and an escape
+/// sequence could clear it, retitle it or hide lines.
+fn write_tagged(stream: Stream, tag: &str, line: &[u8]) {
+    let mut tagged = Vec::with_capacity(tag.len() + line.len() + 2);
+    tagged.extend_from_slice(tag.as_bytes());
+    tagged.push(b' ');
+    for &byte in line.strip_suffix(b"\r").unwrap_or(line) {
+        if (byte < 0x20 && byte != b'\t') || byte == 0x7f {
+            tagged.extend_from_slice(format!("\\x{byte:02x}").as_bytes());
+        } else {
+            tagged.push(byte);
+        }
+    }
+    tagged.push(b'\n');
+    // One write per line under the stream's lock: lines never interleave.
+    let _ = match stream {
+        Stream::Stdout => std::io::stdout().lock().write_all(&tagged),
+        Stream::Stderr => std::io::stderr().lock().write_all(&tagged),
+    };
 }

@@ -16,6 +16,7 @@ use wasmtime::component::Val;
 
 use crate::component::Component;
 use crate::grants::DirGrant;
+use crate::limits::Limits;
 use crate::output::Output;
 use crate::pool_worker;
 use crate::protocol::Grants;
@@ -49,6 +50,7 @@ pub(crate) struct PoolConfig {
     pub(crate) initializer: Option<(Component, String, Vec<String>)>,
     pub(crate) output: Output,
     pub(crate) reuse_instances: bool,
+    pub(crate) limits: Limits,
 }
 
 impl PoolBuilder {
@@ -109,6 +111,12 @@ impl PoolBuilder {
         self
     }
 
+    /// Resource limits for every task: memory, stack, instances and tables, fuel.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
     /// Grant a queue to every task.
     pub fn queue(mut self, queue: &Queue) -> Result<Self> {
         self.queues
@@ -150,6 +158,7 @@ impl PoolBuilder {
             env: self.env,
             dirs: self.dirs,
             queues: self.queues.limits(),
+            limits: self.config.limits,
         };
         let shared = Arc::new(PoolShared {
             runtime: self.runtime,
@@ -179,6 +188,8 @@ impl PoolBuilder {
 pub(crate) struct Task {
     pub(crate) id: u64,
     pub(crate) component: Component,
+    /// The compiled file the worker runs (the fuel-metered variant under a fuel limit).
+    pub(crate) cwasm: std::path::PathBuf,
     pub(crate) export: String,
     pub(crate) args: Vec<String>,
     pub(crate) attempts: u32,
@@ -357,6 +368,7 @@ impl Pool {
                 initializer: None,
                 output: Output::Inherit,
                 reuse_instances: false,
+                limits: Limits::default(),
             },
             queues: QueueGrants::default(),
             env: Vec::new(),
@@ -580,11 +592,13 @@ impl Pool {
         }
         let mut results = Vec::with_capacity(calls.len());
         for (component, export, args) in calls {
+            let cwasm = component.cwasm_for(&self.shared.config.limits)?;
             let slot = Slot::new();
             results.push(AsyncResult::new(slot.clone()));
             state.tasks.push_back(Task {
                 id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
                 component,
+                cwasm,
                 export,
                 args,
                 attempts: 0,

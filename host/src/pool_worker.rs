@@ -230,7 +230,9 @@ impl WorkerProcess {
         };
         let job = ToWorker::Job(vec![TaskSpec {
             id: 0,
-            cwasm: component.cwasm().to_path_buf(),
+            cwasm: component
+                .cwasm_for(&shared.config.limits)
+                .map_err(|e| format!("{e:#}"))?,
             export: export.clone(),
             args: args.clone(),
             timeout_ms: shared.config.timeout.map(crate::process::millis),
@@ -262,7 +264,7 @@ impl WorkerProcess {
             .iter()
             .map(|task| TaskSpec {
                 id: task.id,
-                cwasm: task.component.cwasm().to_path_buf(),
+                cwasm: task.cwasm.clone(),
                 export: task.export.clone(),
                 args: task.args.clone(),
                 timeout_ms: shared.config.timeout.map(crate::process::millis),

@@ -14,6 +14,7 @@ use crate::component::Component;
 use crate::error::{InputError, InputErrorKind};
 use crate::exit::ExitStatus;
 use crate::grants::{DirGrant, parse_env};
+use crate::limits::Limits;
 use crate::monitor::{Monitor, WorkerLink};
 use crate::output::Output;
 use crate::protocol::{Entry, Grants, StartSpec};
@@ -63,6 +64,7 @@ pub struct Process {
     stdout: Output,
     stderr: Output,
     timeout: Option<Duration>,
+    limits: Limits,
     queues: QueueGrants,
     /// An error found while configuring, reported by `start`.
     config_error: Option<InputError>,
@@ -152,6 +154,7 @@ impl Process {
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             timeout: None,
+            limits: Limits::default(),
             queues: QueueGrants::default(),
             config_error: None,
             running: None,
@@ -264,6 +267,13 @@ impl Process {
         self
     }
 
+    /// Resource limits: memory, stack, instances and tables, fuel.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The process's name.
     pub fn get_name(&self) -> &str {
         &self.name
@@ -344,8 +354,9 @@ impl Process {
                 env: self.env.clone(),
                 dirs: self.dirs.clone(),
                 queues: self.queues.limits(),
+                limits: self.limits,
             },
-            cwasm: self.component.cwasm().to_path_buf(),
+            cwasm: self.component.cwasm_for(&self.limits)?,
             entry,
             timeout_ms: self.timeout.map(millis),
         };

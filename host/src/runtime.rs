@@ -2,14 +2,14 @@
 //! that worker processes run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use wasmtime::Engine;
 
 use crate::cache::CompileCache;
 use crate::component::Component;
-use crate::engine::new_engine;
+use crate::engine::{EngineOptions, new_engine};
 
 /// Compiles components and spawns worker processes. Cheap to clone (an `Arc`).
 ///
@@ -28,6 +28,8 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
+    /// Compiles fuel-metered variants, on first use.
+    fuel_engine: OnceLock<Engine>,
     cache: CompileCache,
     worker_program: PathBuf,
 }
@@ -82,7 +84,8 @@ impl RuntimeBuilder {
         };
         Ok(Runtime {
             inner: Arc::new(Inner {
-                engine: new_engine()?,
+                engine: new_engine(EngineOptions::default())?,
+                fuel_engine: OnceLock::new(),
                 cache,
                 worker_program,
             }),
@@ -116,6 +119,18 @@ impl Runtime {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The engine compiling fuel-metered code.
+    pub(crate) fn fuel_engine(&self) -> Result<&Engine> {
+        if let Some(engine) = self.inner.fuel_engine.get() {
+            return Ok(engine);
+        }
+        let engine = new_engine(EngineOptions {
+            fuel: true,
+            ..EngineOptions::default()
+        })?;
+        Ok(self.inner.fuel_engine.get_or_init(|| engine))
     }
 
     pub(crate) fn cache(&self) -> &CompileCache {

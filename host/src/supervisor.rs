@@ -10,7 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
@@ -94,14 +95,41 @@ fn spawn_here(request: SpawnRequest) -> Result<Spawned> {
     let pid = child.id();
     let pidfd = pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
         .context("failed to open a pidfd for the worker")?;
+    let signaller = Arc::new(Signaller { pidfd });
+    let mut live = live_workers();
+    live.retain(|weak| weak.strong_count() > 0);
+    live.push(Arc::downgrade(&signaller));
+    drop(live);
     Ok(Spawned {
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
         child,
         pid,
-        signaller: Arc::new(Signaller { pidfd }),
+        signaller,
         channel: host_end,
     })
+}
+
+/// Every worker process this program started that still has an owner.
+fn live_workers() -> std::sync::MutexGuard<'static, Vec<Weak<Signaller>>> {
+    static LIVE: Mutex<Vec<Weak<Signaller>>> = Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stops every worker process this program started: SIGTERM, then SIGKILL for those still
+/// running after `grace`. For a host shutting down (Ctrl-C): their owners see them end
+/// (`Signaled`) and reap them.
+pub fn shutdown_workers(grace: Duration) {
+    let workers: Vec<Arc<Signaller>> = live_workers().iter().filter_map(Weak::upgrade).collect();
+    for worker in &workers {
+        let _ = worker.signal(Signal::TERM);
+    }
+    let deadline = Instant::now() + grace;
+    for worker in &workers {
+        if !worker.wait_exit(deadline) {
+            let _ = worker.signal(Signal::KILL);
+        }
+    }
 }
 
 /// Sends signals to one worker process, safely even after it has been reaped.
@@ -111,6 +139,19 @@ pub(crate) struct Signaller {
 }
 
 impl Signaller {
+    /// Waits until the process has exited or `deadline` passes; whether it exited.
+    fn wait_exit(&self, deadline: Instant) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        // A pidfd becomes readable when its process exits.
+        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+        matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+    }
+
     /// Sends `signal`; a process that is already gone is not an error.
     pub(crate) fn signal(&self, signal: Signal) -> Result<()> {
         match pidfd_send_signal(&self.pidfd, signal) {

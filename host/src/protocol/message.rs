@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::grants::DirGrant;
+use crate::limits::Limits;
 
 /// Bumped whenever a message changes shape; a worker program of another version is refused.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -61,6 +62,8 @@ pub(crate) struct Grants {
     /// The queues the guest may use, with each one's maximum message size: the worker
     /// refuses what the host would refuse without a round trip (the host checks again).
     pub(crate) queues: Vec<(String, u64)>,
+    /// How much the guest may use.
+    pub(crate) limits: Limits,
 }
 
 /// How a pool worker runs its tasks.

@@ -9,7 +9,11 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result, bail};
-use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+use rustix::process::{
+    Resource, Rlimit, Signal, getppid, set_parent_process_death_signal, setrlimit,
+};
+
+use crate::limits::Limits;
 
 /// SIGKILL this process when the host dies, then make sure the host did not die before
 /// that was armed (the race PDEATHSIG alone leaves open).
@@ -21,6 +25,44 @@ pub(crate) fn die_with_parent(parent_pid: u32) -> Result<()> {
         bail!("the host (pid {parent_pid}) is gone; now parented by {ppid}");
     }
     Ok(())
+}
+
+/// Drops what a sandboxed process never needs: the ability to gain privileges (a
+/// prerequisite of seccomp and landlock for unprivileged processes), core dumps (they would
+/// write guest memory to disk), and a large file-descriptor table.
+pub(crate) fn lock_down() -> Result<()> {
+    rustix::thread::set_no_new_privs(true).context("failed to set no_new_privs")?;
+    set_limit(Resource::Core, 0).context("failed to disable core dumps")?;
+    set_limit(Resource::Nofile, MAX_OPEN_FILES).context("failed to limit open files")?;
+    Ok(())
+}
+
+/// Enough for the runtime, the channel, stdio and the files a guest opens in its grants.
+const MAX_OPEN_FILES: u64 = 512;
+
+/// The OS backstop under wasmtime's own memory limit: `RLIMIT_DATA` (private writable
+/// memory) at the guest's limit plus room for the runtime. Never `RLIMIT_AS`: wasmtime
+/// reserves gigabytes of address space per linear memory, which `RLIMIT_AS` would refuse.
+pub(crate) fn limit_memory(limits: &Limits) -> Result<()> {
+    const RUNTIME_HEADROOM: u64 = 512 << 20;
+    if let Some(bytes) = limits.max_memory_size {
+        set_limit(
+            Resource::Data,
+            (bytes as u64).saturating_add(RUNTIME_HEADROOM),
+        )
+        .context("failed to limit the worker's data size")?;
+    }
+    Ok(())
+}
+
+fn set_limit(resource: Resource, value: u64) -> rustix::io::Result<()> {
+    setrlimit(
+        resource,
+        Rlimit {
+            current: Some(value),
+            maximum: Some(value),
+        },
+    )
 }
 
 /// The host hands the channel socket over as stdin (posix_spawn can place an fd only at

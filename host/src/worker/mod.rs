@@ -40,6 +40,7 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
     harden::die_with_parent(parent_pid)?;
     let channel: UnixStream = harden::take_channel_from_stdin()?;
     harden::close_inherited_fds(&channel)?;
+    harden::lock_down()?;
     let channel = channel::Channel::new(channel)?;
     channel.send(&ToHost::Hello {
         pid: std::process::id(),
@@ -47,12 +48,16 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
     })?;
     match channel.recv()? {
         Some(ToWorker::Start(spec)) => {
+            harden::limit_memory(&spec.grants.limits)?;
             let outcome = run::run_guest(&spec, &channel);
             let code = exit_code(&outcome);
             channel.send(&ToHost::Finished(outcome))?;
             Ok(code)
         }
-        Some(ToWorker::Serve(spec)) => pool::serve(&spec, &channel),
+        Some(ToWorker::Serve(spec)) => {
+            harden::limit_memory(&spec.grants.limits)?;
+            pool::serve(&spec, &channel)
+        }
         Some(other) => anyhow::bail!("expected a start message, got {other:?}"),
         None => Ok(EXIT_NO_HOST),
     }

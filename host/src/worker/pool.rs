@@ -14,7 +14,7 @@ use crate::protocol::{Entry, ServeSpec, ToHost, ToWorker};
 
 /// Serves jobs until told to shut down or the host closes the channel; the exit code.
 pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
-    let mut runner = Runner::for_pool(spec.reuse_instances)?;
+    let mut runner = Runner::for_pool(&spec.grants.limits, spec.reuse_instances)?;
     let grants = &spec.grants;
     loop {
         match channel.recv()? {

@@ -16,7 +16,8 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 use super::channel::Channel;
 use super::state::{WorkerState, new_linker};
 use super::timer::EpochTimer;
-use crate::engine::{new_engine, new_pooling_engine};
+use crate::engine::{EngineOptions, new_engine};
+use crate::limits::Limits;
 use crate::protocol::{Entry, Grants, Outcome, StartSpec};
 
 /// A compiled component, linked and ready to instantiate, with its exports looked up once.
@@ -53,13 +54,13 @@ pub(crate) struct Runner {
 
 impl Runner {
     /// A runner for one `Process`: the default (on-demand) instance allocator.
-    pub(crate) fn new() -> Result<Runner> {
-        Runner::with_engine(new_engine()?, false)
+    pub(crate) fn new(limits: &Limits) -> Result<Runner> {
+        Runner::with_engine(new_engine(engine_options(limits, false))?, false)
     }
 
     /// A runner for a pool worker, which instantiates once per task.
-    pub(crate) fn for_pool(reuse_instances: bool) -> Result<Runner> {
-        Runner::with_engine(new_pooling_engine()?, reuse_instances)
+    pub(crate) fn for_pool(limits: &Limits, reuse_instances: bool) -> Result<Runner> {
+        Runner::with_engine(new_engine(engine_options(limits, true))?, reuse_instances)
     }
 
     fn with_engine(engine: Engine, reuse_instances: bool) -> Result<Runner> {
@@ -105,8 +106,11 @@ impl Runner {
             parent_pid: self.parent_pid,
             channel: Some(channel.clone()),
             queues: grants.queues.iter().cloned().collect(),
+            limits: grants.limits.store_limits(),
         };
-        Ok(Store::new(&self.engine, state))
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        Ok(store)
     }
 
     /// Runs one guest entry; the channel serves its queue calls. A fresh instance each
@@ -137,6 +141,12 @@ impl Runner {
         };
         let pre = self.load(cwasm)?.pre.clone();
         store.set_epoch_deadline(1);
+        if let Some(fuel) = grants.limits.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(anyhow::Error::from)
+                .context("failed to set the fuel limit")?;
+        }
         self.timer.arm(timeout.map(|t| Instant::now() + t));
         let result = match entry {
             Entry::Run => run_command(&mut store, &pre),
@@ -203,9 +213,18 @@ impl Runner {
     }
 }
 
+/// The engine settings a guest's limits ask for.
+fn engine_options(limits: &Limits, pooling: bool) -> EngineOptions {
+    EngineOptions {
+        fuel: limits.fuel.is_some(),
+        max_wasm_stack: limits.max_wasm_stack,
+        pooling,
+    }
+}
+
 /// Runs the guest described by `spec` (a `Process`).
 pub(crate) fn run_guest(spec: &StartSpec, channel: &Channel) -> Outcome {
-    match Runner::new() {
+    match Runner::new(&spec.grants.limits) {
         Ok(mut runner) => runner.run(
             &spec.grants,
             &spec.cwasm,

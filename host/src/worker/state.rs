@@ -24,6 +24,8 @@ pub(crate) struct WorkerState {
     pub(crate) channel: Option<Channel>,
     /// Granted queue names and their maximum message sizes.
     pub(crate) queues: HashMap<String, u64>,
+    /// Memory, instance and table limits (the store's limiter).
+    pub(crate) limits: wasmtime::StoreLimits,
 }
 
 impl WasiView for WorkerState {

@@ -52,7 +52,8 @@ pub(crate) struct GrantOptions {
     #[arg(long = "env", value_name = "NAME[=VAL]")]
     pub(crate) env: Vec<String>,
 
-    /// Resource limits, as wasmtime's -W: timeout=DURATION (e.g. 10s, 500ms).
+    /// Resource limits, with wasmtime's -W keys: timeout=DURATION (10s, 500ms),
+    /// max-memory-size=BYTES (64MiB), max-wasm-stack=BYTES (256KiB), fuel=N.
     #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit)]
     pub(crate) limits: Vec<Limit>,
 }
@@ -61,16 +62,71 @@ pub(crate) struct GrantOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Limit {
     Timeout(Duration),
+    MaxMemorySize(usize),
+    MaxWasmStack(usize),
+    Fuel(u64),
 }
 
-fn parse_limit(spec: &str) -> Result<Limit> {
+pub(crate) fn parse_limit(spec: &str) -> Result<Limit> {
     let Some((key, value)) = spec.split_once('=') else {
-        bail!("expected KEY=VALUE, e.g. timeout=10s");
+        bail!("expected KEY=VALUE, e.g. timeout=10s or max-memory-size=64MiB");
     };
     match key {
         "timeout" => Ok(Limit::Timeout(parse_duration(value)?)),
-        other => bail!("unknown -W key {other:?}; supported: timeout"),
+        "max-memory-size" => Ok(Limit::MaxMemorySize(parse_size(value)?)),
+        "max-wasm-stack" => Ok(Limit::MaxWasmStack(parse_size(value)?)),
+        "fuel" => Ok(Limit::Fuel(value.replace('_', "").parse().map_err(
+            |_| anyhow::anyhow!("invalid fuel {value:?}: expected a whole number"),
+        )?)),
+        other => bail!(
+            "unknown -W key {other:?}; supported: timeout, max-memory-size, max-wasm-stack, fuel"
+        ),
     }
+}
+
+/// Parses `65536`, `64KiB`, `64K`, `16MiB`, `16M`, `1GiB`, `1G` (powers of 1024).
+pub(crate) fn parse_size(text: &str) -> Result<usize> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: usize = digits
+        .replace('_', "")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {text:?}: expected e.g. 65536 or 64MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => bail!("invalid size {text:?}: the unit must be K, M or G (KiB, MiB, GiB)"),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| anyhow::anyhow!("size {text:?} is too large"))
+}
+
+/// The library's limits for a list of -W settings (the timeout is applied separately).
+pub(crate) fn limits_of(settings: &[Limit]) -> wasmp::Limits {
+    let mut limits = wasmp::Limits::default();
+    for setting in settings {
+        match setting {
+            Limit::Timeout(_) => {}
+            Limit::MaxMemorySize(bytes) => limits.max_memory_size = Some(*bytes),
+            Limit::MaxWasmStack(bytes) => limits.max_wasm_stack = Some(*bytes),
+            Limit::Fuel(fuel) => limits.fuel = Some(*fuel),
+        }
+    }
+    limits
+}
+
+/// The -W timeout, if any.
+pub(crate) fn timeout_of(settings: &[Limit]) -> Option<Duration> {
+    settings.iter().rev().find_map(|setting| match setting {
+        Limit::Timeout(timeout) => Some(*timeout),
+        _ => None,
+    })
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h 30m` (a bare number is seconds, as wasmtime).
@@ -97,12 +153,10 @@ impl GrantOptions {
         for spec in &self.env {
             process = process.env_spec(spec);
         }
-        for limit in &self.limits {
-            match limit {
-                Limit::Timeout(limit) => process = process.timeout(*limit),
-            }
+        if let Some(timeout) = timeout_of(&self.limits) {
+            process = process.timeout(timeout);
         }
-        Ok(process)
+        Ok(process.limits(limits_of(&self.limits)))
     }
 }
 

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     wasmp::run_worker_if_requested();
     init_logging();
     let cli = Wasmp::parse();
+    stop_workers_on_signals();
     let result = match cli.command {
         Command::Run(cmd) => cmd.execute(),
         Command::Up(cmd) => cmd.execute(),
@@ -47,6 +48,36 @@ fn main() -> ExitCode {
             ExitCode::from(common::exit_code_for(&e))
         }
     }
+}
+
+/// How long workers get to exit after SIGTERM when the host is interrupted.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ctrl-C (SIGINT) or SIGTERM: stop every worker (SIGTERM, then SIGKILL after
+/// `SHUTDOWN_GRACE`) and exit 130 or 143, as a shell expects. A second signal while
+/// stopping kills the workers at once. Workers are in their own process groups, so a
+/// terminal's Ctrl-C reaches only the host, which stops them in order.
+fn stop_workers_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut stopping = false;
+        for signal in signals.forever() {
+            let code = 128 + signal;
+            if stopping {
+                wasmp::shutdown_workers(std::time::Duration::ZERO);
+                std::process::exit(code);
+            }
+            stopping = true;
+            eprintln!("wasmp: interrupted; stopping workers (again to force)");
+            std::thread::spawn(move || {
+                wasmp::shutdown_workers(SHUTDOWN_GRACE);
+                std::process::exit(code);
+            });
+        }
+    });
 }
 
 fn init_logging() {

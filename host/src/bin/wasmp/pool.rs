@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
-use crate::common::{GrantOptions, Limit, parse_queue};
+use crate::common::{GrantOptions, limits_of, parse_queue, timeout_of};
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -86,11 +86,10 @@ impl PoolCommand {
         if let Some(timeout) = self.timeout {
             builder = builder.timeout(timeout);
         }
-        for limit in &self.grants.limits {
-            match limit {
-                Limit::Timeout(timeout) => builder = builder.timeout(*timeout),
-            }
+        if let Some(timeout) = timeout_of(&self.grants.limits) {
+            builder = builder.timeout(timeout);
         }
+        builder = builder.limits(limits_of(&self.grants.limits));
         if let Some(k) = self.max_tasks_per_worker {
             builder = builder.max_tasks_per_worker(k);
         }

@@ -9,7 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 use wasmp::{Component, InputError, InputErrorKind, Output, Process, Queue, Runtime};
 
-use crate::common::{GrantOptions, Limit, exit_code_of, parse_duration, relative_to};
+use crate::common::{GrantOptions, Limit, exit_code_of, parse_duration, parse_size, relative_to};
 use crate::pipes::PipeOptions;
 
 /// Run the processes described in a TOML file concurrently and join them all.
@@ -86,6 +86,9 @@ struct ProcessEntry {
     #[serde(default)]
     dirs_ro: Vec<String>,
     timeout: Option<String>,
+    max_memory_size: Option<Size>,
+    max_wasm_stack: Option<Size>,
+    fuel: Option<u64>,
     #[serde(default)]
     queues: Vec<String>,
 }
@@ -204,14 +207,44 @@ fn build(entry: &ProcessEntry, component: &Component, output: Output) -> Result<
         dirs: entry.dirs.clone(),
         dirs_ro: entry.dirs_ro.clone(),
         env: entry.env.clone(),
-        limits: match &entry.timeout {
-            Some(text) => vec![Limit::Timeout(parse_duration(text).map_err(|e| {
-                InputError::new_config(format!("process {}: timeout: {e:#}", entry.name))
-            })?)],
-            None => Vec::new(),
-        },
+        limits: entry_limits(entry)?,
     };
     grants.apply(process)
+}
+
+/// A size written as a number of bytes or a string with a unit (`"64MiB"`).
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum Size {
+    Bytes(usize),
+    Text(String),
+}
+
+/// The -W settings a process entry asks for.
+fn entry_limits(entry: &ProcessEntry) -> Result<Vec<Limit>> {
+    let bad = |key: &str, e: anyhow::Error| {
+        InputError::new_config(format!("process {}: {key}: {e:#}", entry.name))
+    };
+    let size = |key: &str, size: &Size| match size {
+        Size::Bytes(bytes) => Ok(*bytes),
+        Size::Text(text) => parse_size(text).map_err(|e| bad(key, e)),
+    };
+    let mut limits = Vec::new();
+    if let Some(text) = &entry.timeout {
+        limits.push(Limit::Timeout(
+            parse_duration(text).map_err(|e| bad("timeout", e))?,
+        ));
+    }
+    if let Some(value) = &entry.max_memory_size {
+        limits.push(Limit::MaxMemorySize(size("max-memory-size", value)?));
+    }
+    if let Some(value) = &entry.max_wasm_stack {
+        limits.push(Limit::MaxWasmStack(size("max-wasm-stack", value)?));
+    }
+    if let Some(fuel) = entry.fuel {
+        limits.push(Limit::Fuel(fuel));
+    }
+    Ok(limits)
 }
 
 /// Reads and checks the file; errors say `FILE:LINE:COLUMN: what`.

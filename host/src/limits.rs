@@ -1,0 +1,59 @@
+//! How much a guest may use: memory, stack, instances and tables, fuel.
+//!
+//! Enforced inside the worker by wasmtime (`StoreLimits`, the stack limit, fuel), with the
+//! OS as a backstop: `RLIMIT_DATA` above the memory limit (never `RLIMIT_AS`, which breaks
+//! wasmtime's address-space reservations). Wall-clock time limits are set separately
+//! (`Process::timeout`, `PoolBuilder::timeout`) because they also involve the host.
+
+use serde::{Deserialize, Serialize};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+
+/// Resource limits for a guest. `None` leaves wasmtime's default.
+///
+/// # Examples
+///
+/// ```
+/// let limits = wasmp::Limits {
+///     max_memory_size: Some(64 << 20),
+///     max_wasm_stack: Some(256 << 10),
+///     ..Default::default()
+/// };
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// Bytes of linear memory per memory (`-W max-memory-size`): `memory.grow` beyond it
+    /// fails, and a component whose initial memory exceeds it fails to instantiate.
+    pub max_memory_size: Option<usize>,
+    /// Bytes of wasm stack (`-W max-wasm-stack`; wasmtime's default is 512 KiB): deeper
+    /// recursion traps with "call stack exhausted".
+    pub max_wasm_stack: Option<usize>,
+    /// Units of fuel (`-W fuel`): roughly one per wasm instruction; the guest traps when it
+    /// runs out. A deterministic alternative to a wall-clock timeout.
+    pub fuel: Option<u64>,
+    /// Core and component instances a guest may create (default 10 000).
+    pub max_instances: Option<usize>,
+    /// Tables a guest may create (default 10 000).
+    pub max_tables: Option<usize>,
+    /// Elements per table (default unlimited).
+    pub max_table_elements: Option<usize>,
+}
+
+impl Limits {
+    /// The store limiter these limits ask for.
+    pub(crate) fn store_limits(&self) -> StoreLimits {
+        let mut builder = StoreLimitsBuilder::new();
+        if let Some(bytes) = self.max_memory_size {
+            builder = builder.memory_size(bytes);
+        }
+        if let Some(count) = self.max_instances {
+            builder = builder.instances(count);
+        }
+        if let Some(count) = self.max_tables {
+            builder = builder.tables(count);
+        }
+        if let Some(count) = self.max_table_elements {
+            builder = builder.table_elements(count);
+        }
+        builder.build()
+    }
+}

@@ -1,0 +1,313 @@
+//! Hostile guests (RELIABILITY.md's M-rows): each misbehaviour costs only the guest that
+//! commits it, with a clear status, while other workers keep working.
+
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+use wasmp::{DirGrant, ExitStatus, Limits, Output, Process, Val};
+use wasmp_artifacts::{BIG_MEMORY, CLI_PROBE, EXPORTS, HOSTILE, NOOP};
+
+use crate::{WASMP, cache_dir, eventually, guest, is_running, join, scratch, stdout_of};
+
+fn hostile(args: &[&str]) -> Process {
+    Process::new(&guest(HOSTILE))
+        .args(args.iter().copied())
+        .stdout(Output::Capture)
+        .stderr(Output::Capture)
+}
+
+fn stderr_of(process: &Process) -> String {
+    String::from_utf8_lossy(&process.stderr_bytes().unwrap()).into_owned()
+}
+
+/// Runs `process` beside a well-behaved one and checks the neighbour was unaffected.
+#[track_caller]
+fn run_beside_a_neighbour(mut process: Process) -> (ExitStatus, Process) {
+    let mut neighbour = Process::new(&guest(NOOP));
+    process.start().unwrap();
+    neighbour.start().unwrap();
+    let status = join(&mut process);
+    assert_eq!(
+        join(&mut neighbour),
+        ExitStatus::Exited(0),
+        "the neighbour was hurt"
+    );
+    (status, process)
+}
+
+#[test]
+fn m3_a_memory_bomb_stops_at_the_memory_limit() {
+    let limits = Limits {
+        max_memory_size: Some(64 << 20),
+        ..Limits::default()
+    };
+    let (status, bomb) = run_beside_a_neighbour(hostile(&["memory-bomb"]).limits(limits));
+    assert!(matches!(status, ExitStatus::Trapped(_)), "{status}");
+    let out = stdout_of(&bomb);
+    let held: usize = out
+        .lines()
+        .last()
+        .and_then(|l| {
+            l.strip_prefix("holding ")?
+                .strip_suffix(" MiB")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert!(
+        (8..=64).contains(&held),
+        "it held {held} MiB under a 64 MiB limit"
+    );
+    assert!(
+        stderr_of(&bomb).contains("memory allocation"),
+        "{}",
+        stderr_of(&bomb)
+    );
+}
+
+#[test]
+fn m3_an_initial_memory_over_the_limit_fails_at_instantiation() {
+    let limits = Limits {
+        max_memory_size: Some(64 << 20),
+        ..Limits::default()
+    };
+    let mut p = Process::new(&guest(BIG_MEMORY)).limits(limits);
+    p.start().unwrap();
+    match join(&mut p) {
+        ExitStatus::Failed(message) => {
+            assert!(message.contains("instantiate"), "{message}");
+            assert!(message.contains("memory"), "{message}");
+        }
+        other => panic!("expected a failure to instantiate, got {other}"),
+    }
+    // Without the limit it runs.
+    let mut p = Process::new(&guest(BIG_MEMORY)).stdout(Output::Null);
+    p.start().unwrap();
+    assert_eq!(join(&mut p), ExitStatus::Exited(0));
+}
+
+#[test]
+fn m5_unbounded_recursion_traps_with_call_stack_exhausted() {
+    for stack in [None, Some(64 << 10)] {
+        let limits = Limits {
+            max_wasm_stack: stack,
+            ..Limits::default()
+        };
+        let (status, _) = run_beside_a_neighbour(hostile(&["recurse"]).limits(limits));
+        match status {
+            ExitStatus::Trapped(message) => {
+                assert!(message.contains("call stack exhausted"), "{message}")
+            }
+            other => panic!("expected a stack-exhaustion trap, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn fuel_stops_a_spinning_guest_deterministically() {
+    let limits = Limits {
+        fuel: Some(5_000_000),
+        ..Limits::default()
+    };
+    let mut p = Process::new(&guest(EXPORTS))
+        .invoke("spin", Vec::<Val>::new())
+        .limits(limits);
+    p.start().unwrap();
+    match join(&mut p) {
+        ExitStatus::Trapped(message) => assert!(message.contains("fuel"), "{message}"),
+        other => panic!("expected running out of fuel, got {other}"),
+    }
+    // Enough fuel for a real task.
+    let mut p = Process::new(&guest(EXPORTS))
+        .invoke("add", [1u32, 2])
+        .limits(limits);
+    p.start().unwrap();
+    assert_eq!(join(&mut p), ExitStatus::Exited(0));
+}
+
+#[test]
+fn m8_file_escapes_are_denied_and_the_canary_is_untouched() {
+    let root = scratch("escapes");
+    let granted = root.join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    let canary = root.join("canary.txt");
+    std::fs::write(&canary, "secret").unwrap();
+    std::os::unix::fs::symlink(&canary, granted.join("link-to-file")).unwrap();
+    std::os::unix::fs::symlink(&root, granted.join("link-to-dir")).unwrap();
+    let read = |path: &str| {
+        let mut p = Process::new(&guest(CLI_PROBE))
+            .args(["read", path])
+            .dir(DirGrant::new(&granted, "/data"))
+            .stdout(Output::Capture);
+        p.start().unwrap();
+        assert!(join(&mut p).success());
+        stdout_of(&p)
+    };
+    for path in [
+        "/data/../canary.txt",
+        "/data/../../etc/passwd",
+        "/etc/passwd",
+        "/data/link-to-file",
+        "/data/link-to-dir/canary.txt",
+    ] {
+        let out = read(path);
+        assert!(out.starts_with("denied:"), "{path}: {out}");
+        assert!(!out.contains("secret"));
+    }
+    let mut write = Process::new(&guest(CLI_PROBE))
+        .args(["write", "/data/link-to-file", "overwritten"])
+        .dir(DirGrant::new(&granted, "/data"))
+        .stdout(Output::Capture);
+    write.start().unwrap();
+    assert!(join(&mut write).success());
+    assert!(
+        stdout_of(&write).starts_with("denied:"),
+        "{}",
+        stdout_of(&write)
+    );
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "secret");
+}
+
+#[test]
+fn m9_sockets_and_name_lookups_are_denied() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    for args in [["connect", address.as_str()], ["resolve", "localhost"]] {
+        let mut p = hostile(&args);
+        p.start().unwrap();
+        assert_eq!(join(&mut p), ExitStatus::Exited(0));
+        let out = stdout_of(&p);
+        assert!(out.starts_with("denied:"), "{args:?}: {out}");
+    }
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "nothing connected");
+}
+
+#[test]
+fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
+    // A host fd without close-on-exec, as a careless library might leave one.
+    let secret = scratch("fds").join("host-secret.txt");
+    std::fs::write(&secret, "host only").unwrap();
+    let leaked = std::fs::File::open(&secret).unwrap();
+    rustix::io::fcntl_setfd(&leaked, rustix::io::FdFlags::empty()).unwrap();
+    let mut p = Process::new(&guest(CLI_PROBE)).args(["sleep", "2000"]);
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    // Wait until the worker runs the guest (it sheds inherited fds before saying hello).
+    std::thread::sleep(Duration::from_millis(300));
+    let targets: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                target.display().to_string(),
+            ))
+        })
+        .collect();
+    p.kill().unwrap();
+    for (fd, target) in &targets {
+        let allowed = match fd.as_str() {
+            "0" => target == "/dev/null",
+            "1" | "2" => true, // the host's own stdout and stderr, inherited on purpose
+            _ => {
+                target.starts_with("socket:")
+                    || target.starts_with("anon_inode:")
+                    || target.ends_with(".cwasm")
+            }
+        };
+        assert!(
+            allowed,
+            "fd {fd} -> {target} in the worker (host leaked fd {})",
+            leaked.as_raw_fd()
+        );
+    }
+    assert!(targets.iter().all(|(_, t)| !t.contains("host-secret")));
+}
+
+#[test]
+fn m13_control_sequences_are_neutralised_in_tagged_output_and_floods_are_capped() {
+    let dir = scratch("ansi");
+    let file = dir.join("ansi.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[process]]\nname = \"a\"\ncomponent = \"{HOSTILE}\"\nargs = [\"ansi\"]\n\n\
+             [[process]]\nname = \"b\"\ncomponent = \"{NOOP}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = crate::wasmp(&["up", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "an escape byte reached the terminal"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(r"\x1b[31mred\x1b[0m plain"), "{text}");
+
+    let (status, flood) = run_beside_a_neighbour(hostile(&["flood", "20"]));
+    assert_eq!(status, ExitStatus::Exited(0));
+    assert_eq!(flood.stdout_bytes().unwrap().len(), wasmp::MAX_CAPTURE);
+}
+
+#[test]
+fn h2_a_stopped_worker_is_killed_at_its_deadline() {
+    let mut p = Process::new(&guest(CLI_PROBE))
+        .args(["sleep", "60000"])
+        .timeout(Duration::from_millis(500));
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::STOP).unwrap();
+    let started = Instant::now();
+    assert_eq!(join(&mut p), ExitStatus::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!is_running(pid));
+}
+
+#[test]
+fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
+    let dir = scratch("host-signals");
+    let file = dir.join("spin.toml");
+    std::fs::write(
+        &file,
+        format!("[[process]]\nname = \"s\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"spin\"]\n"),
+    )
+    .unwrap();
+    for (signal, code) in [(Signal::INT, 130), (Signal::TERM, 143)] {
+        let mut host = Command::new(WASMP)
+            .args(["up", file.to_str().unwrap()])
+            .env("WASMP_CACHE_DIR", cache_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let host_pid = Pid::from_raw(host.id() as i32).unwrap();
+        // The worker prints "spinning" once it runs.
+        let mut stdout = host.stdout.take().unwrap();
+        let mut first = [0u8; 8];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        let workers = crate::orphans::children(host.id());
+        assert_eq!(workers.len(), 1, "{workers:?}");
+        kill_process(host_pid, signal).unwrap();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = host.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the host did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(code));
+        assert!(eventually(Duration::from_secs(5), || !is_running(
+            workers[0]
+        )));
+    }
+}
