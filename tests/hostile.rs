@@ -311,3 +311,34 @@ fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
         )));
     }
 }
+
+/// Runs `wasmp run cli_probe args` with a fault injected into the worker (debug builds).
+fn run_with_fault(fault: &str) -> std::process::Output {
+    let mut command = Command::new(WASMP);
+    command
+        .args(["run", CLI_PROBE, "args"])
+        .env("WASMP_CACHE_DIR", cache_dir())
+        .env("WASMP_LOG", "wasmp=debug")
+        .env("WASMP_FAULT", fault);
+    crate::run_with_deadline(command, None)
+}
+
+#[test]
+fn m15_a_system_call_outside_the_allow_list_kills_the_worker_and_says_why() {
+    let out = run_with_fault("forbidden-syscall");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + 31), "{stderr}");
+    assert!(stderr.contains("seccomp allow-list"), "{stderr}");
+}
+
+#[test]
+fn landlock_confines_the_worker_to_its_grants_when_the_kernel_supports_it() {
+    let out = run_with_fault("read-outside");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    if stderr.contains("landlock not supported") {
+        eprintln!("this kernel has no landlock; the filesystem wall is WASI's alone here");
+    } else {
+        assert!(stderr.contains("/etc/passwd refused"), "{stderr}");
+    }
+}

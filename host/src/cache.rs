@@ -48,6 +48,11 @@ impl CompileCache {
         Ok(CompileCache { dir })
     }
 
+    /// The cache directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The default location: `$WASMP_CACHE_DIR`, else `$XDG_CACHE_HOME/wasmp`, else
     /// `~/.cache/wasmp`, else a per-user directory under the system temp dir.
     pub(crate) fn default_dir() -> PathBuf {

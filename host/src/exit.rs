@@ -50,9 +50,24 @@ impl fmt::Display for ExitStatus {
         match self {
             ExitStatus::Exited(code) => write!(f, "exited with code {code}"),
             ExitStatus::Trapped(message) => write!(f, "trapped: {message}"),
-            ExitStatus::Signaled(signal) => write!(f, "killed by signal {signal}"),
+            ExitStatus::Signaled(signal) => match signal_meaning(*signal) {
+                Some(meaning) => write!(f, "killed by signal {signal} ({meaning})"),
+                None => write!(f, "killed by signal {signal}"),
+            },
             ExitStatus::TimedOut => f.write_str("timed out"),
             ExitStatus::Failed(message) => write!(f, "failed: {message}"),
         }
     }
+}
+
+/// What a signal that ends a worker usually means.
+fn signal_meaning(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        6 => "SIGABRT: the worker aborted",
+        9 => "SIGKILL",
+        11 => "SIGSEGV: the worker crashed",
+        15 => "SIGTERM",
+        31 => "SIGSYS: a system call outside the worker's seccomp allow-list",
+        _ => return None,
+    })
 }

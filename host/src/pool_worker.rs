@@ -219,6 +219,7 @@ impl WorkerProcess {
             grants: shared.grants.clone(),
             reuse_instances: shared.config.reuse_instances,
             track_memory: shared.config.max_memory_kb.is_some(),
+            cache_dir: shared.runtime.cache().dir().to_path_buf(),
         })));
         match self.conn.await_hello() {
             Ok(true) => {}

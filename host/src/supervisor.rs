@@ -21,7 +21,13 @@ use crate::output::Output;
 use crate::worker::WORKER_MARKER;
 
 /// Environment variables a worker program inherits; everything else is cleared.
-const INHERITED_ENV: &[&str] = &["WASMP_LOG", "RUST_BACKTRACE", "RUST_LIB_BACKTRACE"];
+const INHERITED_ENV: &[&str] = &[
+    "WASMP_LOG",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    // Test-only fault injection; honoured by debug builds of the worker only.
+    "WASMP_FAULT",
+];
 
 /// A freshly spawned worker process.
 pub(crate) struct Spawned {

@@ -75,6 +75,8 @@ pub(crate) struct ServeSpec {
     pub(crate) reuse_instances: bool,
     /// Report peak memory with each task (reading it costs a few microseconds).
     pub(crate) track_memory: bool,
+    /// The compile cache, the one place besides the grants the worker may read.
+    pub(crate) cache_dir: PathBuf,
 }
 
 /// One pool task: call `export` of the component compiled at `cwasm`.

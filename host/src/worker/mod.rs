@@ -11,6 +11,7 @@ mod channel;
 mod harden;
 mod pool;
 mod run;
+mod sandbox;
 mod state;
 mod timer;
 
@@ -49,7 +50,7 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
     match channel.recv()? {
         Some(ToWorker::Start(spec)) => {
             harden::limit_memory(&spec.grants.limits)?;
-            let outcome = run::run_guest(&spec, &channel);
+            let outcome = run::run_guest(&spec, &channel)?;
             let code = exit_code(&outcome);
             channel.send(&ToHost::Finished(outcome))?;
             Ok(code)

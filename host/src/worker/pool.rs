@@ -10,12 +10,18 @@ use anyhow::Result;
 
 use super::channel::Channel;
 use super::run::Runner;
+use super::sandbox;
 use crate::protocol::{Entry, ServeSpec, ToHost, ToWorker};
 
 /// Serves jobs until told to shut down or the host closes the channel; the exit code.
 pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
     let mut runner = Runner::for_pool(&spec.grants.limits, spec.reuse_instances)?;
     let grants = &spec.grants;
+    sandbox::enter(&sandbox::Walls {
+        cache_dir: spec.cache_dir.clone(),
+        dirs: &grants.dirs,
+        proc_status: spec.track_memory,
+    })?;
     loop {
         match channel.recv()? {
             Some(ToWorker::Job(tasks)) => {

@@ -14,6 +14,7 @@ use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::channel::Channel;
+use super::sandbox;
 use super::state::{WorkerState, new_linker};
 use super::timer::EpochTimer;
 use crate::engine::{EngineOptions, new_engine};
@@ -222,18 +223,28 @@ fn engine_options(limits: &Limits, pooling: bool) -> EngineOptions {
     }
 }
 
-/// Runs the guest described by `spec` (a `Process`).
-pub(crate) fn run_guest(spec: &StartSpec, channel: &Channel) -> Outcome {
-    match Runner::new(&spec.grants.limits) {
-        Ok(mut runner) => runner.run(
-            &spec.grants,
-            &spec.cwasm,
-            &spec.entry,
-            spec.timeout_ms.map(Duration::from_millis),
-            channel,
-        ),
-        Err(e) => Outcome::Failed(format!("{e:#}")),
+/// Runs the guest described by `spec` (a `Process`): loads its component, raises the
+/// sandbox walls, then calls it.
+pub(crate) fn run_guest(spec: &StartSpec, channel: &Channel) -> Result<Outcome> {
+    let mut runner = match Runner::new(&spec.grants.limits) {
+        Ok(runner) => runner,
+        Err(e) => return Ok(Outcome::Failed(format!("{e:#}"))),
+    };
+    if let Err(e) = runner.load(&spec.cwasm) {
+        return Ok(Outcome::Failed(format!("{e:#}")));
     }
+    sandbox::enter(&sandbox::Walls {
+        cache_dir: spec.cwasm.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        dirs: &spec.grants.dirs,
+        proc_status: false,
+    })?;
+    Ok(runner.run(
+        &spec.grants,
+        &spec.cwasm,
+        &spec.entry,
+        spec.timeout_ms.map(Duration::from_millis),
+        channel,
+    ))
 }
 
 /// Loads a `.cwasm` from the host's compile cache.

@@ -1,0 +1,241 @@
+//! The OS walls around a worker, raised once its component is loaded: landlock limits the
+//! filesystem to the granted directories (and the compile cache, read-only), and a seccomp
+//! allow-list kills the worker on any system call a wasm runtime has no business making
+//! (exec, fork, ptrace, new sockets, mounts, signals to other processes, …).
+//!
+//! If wasmtime ever had a bug that let a guest out of its sandbox, the guest would find
+//! itself in a process that can only do what a wasm runtime does, with the files it was
+//! granted. Landlock is best effort (it depends on the kernel); seccomp is required.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use landlock::{
+    ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus,
+};
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use tracing::debug;
+
+use crate::grants::DirGrant;
+
+/// What the worker may still open once sandboxed.
+pub(crate) struct Walls<'a> {
+    /// Where compiled components are read from.
+    pub(crate) cache_dir: PathBuf,
+    /// The guest's granted directories.
+    pub(crate) dirs: &'a [DirGrant],
+    /// `/proc/self/status`, read for memory accounting.
+    pub(crate) proc_status: bool,
+}
+
+/// Raises both walls for this process (every thread).
+pub(crate) fn enter(walls: &Walls<'_>) -> Result<()> {
+    restrict_filesystem(walls)?;
+    restrict_syscalls()?;
+    inject_fault_for_tests();
+    Ok(())
+}
+
+fn restrict_filesystem(walls: &Walls<'_>) -> Result<()> {
+    let abi = ABI::V5;
+    let read = AccessFs::from_read(abi);
+    let all = AccessFs::from_all(abi);
+    let mut rules: Vec<(PathBuf, _)> = vec![(walls.cache_dir.clone(), read)];
+    if walls.proc_status {
+        rules.push((
+            PathBuf::from("/proc/self/status"),
+            AccessFs::ReadFile.into(),
+        ));
+    }
+    for dir in walls.dirs {
+        let access = if dir.is_read_only() { read } else { all };
+        rules.push((dir.host().to_path_buf(), access));
+    }
+    let mut ruleset = Ruleset::default()
+        .handle_access(all)
+        .context("failed to set up landlock")?
+        .create()
+        .context("failed to create the landlock ruleset")?;
+    for (path, access) in rules {
+        let fd = PathFd::new(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let access = if Path::new(&path).is_dir() {
+            access
+        } else {
+            access & AccessFs::from_file(abi)
+        };
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, access))
+            .context("failed to add a landlock rule")?;
+    }
+    let status = ruleset
+        .restrict_self()
+        .context("failed to enforce landlock")?;
+    let state = match status.ruleset {
+        RulesetStatus::FullyEnforced => "fully enforced",
+        RulesetStatus::PartiallyEnforced => "partially enforced by this kernel",
+        RulesetStatus::NotEnforced => "not supported by this kernel",
+    };
+    debug!("landlock: {state}");
+    let _ = LANDLOCK.set(state);
+    Ok(())
+}
+
+/// How landlock went, for diagnostics.
+static LANDLOCK: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
+
+/// The system calls a wasmtime worker makes: memory management, threads and futexes, signal
+/// handling for traps, clocks and randomness, the channel socket, and file operations under
+/// the granted directories. Everything else kills the process (`SIGSYS`).
+const ALLOWED: &[i64] = &[
+    // I/O on fds it already holds (the channel, stdio, granted files)
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_preadv2,
+    libc::SYS_pwritev2,
+    libc::SYS_lseek,
+    libc::SYS_close,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    libc::SYS_sendmsg,
+    libc::SYS_recvmsg,
+    libc::SYS_shutdown,
+    libc::SYS_fcntl,
+    libc::SYS_ioctl,
+    libc::SYS_dup,
+    libc::SYS_dup3,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_eventfd2,
+    libc::SYS_pipe2,
+    // files under the granted directories (landlock decides which)
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_getdents64,
+    libc::SYS_mkdirat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_readlinkat,
+    libc::SYS_utimensat,
+    libc::SYS_ftruncate,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_fadvise64,
+    libc::SYS_fallocate,
+    libc::SYS_flock,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_fstatfs,
+    libc::SYS_getcwd,
+    // memory
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_mremap,
+    libc::SYS_brk,
+    libc::SYS_membarrier,
+    libc::SYS_memfd_create,
+    // threads, futexes, scheduling
+    libc::SYS_futex,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_clone,
+    libc::SYS_clone3,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_getppid,
+    libc::SYS_prctl,
+    libc::SYS_prlimit64,
+    libc::SYS_getrlimit,
+    libc::SYS_restart_syscall,
+    // signals: traps arrive as SIGSEGV/SIGILL/SIGFPE; abort raises SIGABRT on itself
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_tgkill,
+    // time and randomness
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_gettimeofday,
+    libc::SYS_getrandom,
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getgid,
+    libc::SYS_getegid,
+    libc::SYS_uname,
+    libc::SYS_sysinfo,
+];
+
+fn restrict_syscalls() -> Result<()> {
+    let rules = ALLOWED
+        .iter()
+        .map(|&nr| (nr, Vec::new()))
+        .collect::<BTreeMap<_, _>>();
+    let arch = TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|e| anyhow::anyhow!("seccomp does not support this architecture: {e:?}"))?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        arch,
+    )
+    .context("failed to build the seccomp filter")?;
+    let program: BpfProgram = filter
+        .try_into()
+        .context("failed to compile the seccomp filter")?;
+    seccompiler::apply_filter_all_threads(&program).context("failed to install the seccomp filter")
+}
+
+/// Test-only fault injection (debug builds only), as if a runtime bug let a guest reach
+/// the OS: `forbidden-syscall` makes a system call outside the allow-list (seccomp must
+/// kill the worker); `read-outside` opens a file outside the grants (landlock must refuse).
+fn inject_fault_for_tests() {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    match std::env::var("WASMP_FAULT").as_deref() {
+        Ok("forbidden-syscall") => {
+            let _ = rustix::net::socket(
+                rustix::net::AddressFamily::INET,
+                rustix::net::SocketType::STREAM,
+                None,
+            );
+        }
+        Ok("read-outside") => {
+            let landlock = LANDLOCK.get().copied().unwrap_or("unknown");
+            match std::fs::read("/etc/passwd") {
+                Ok(_) => eprintln!("fault injection: read /etc/passwd (landlock {landlock})"),
+                Err(e) => {
+                    eprintln!("fault injection: /etc/passwd refused: {e} (landlock {landlock})")
+                }
+            }
+        }
+        _ => {}
+    }
+}
