@@ -41,6 +41,11 @@ fn main() -> ExitCode {
         Command::Check(cmd) => cmd.execute(),
         Command::Pool(cmd) => cmd.execute(),
     };
+    // Interrupted: the workers were stopped on purpose; say so, whatever they reported.
+    let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+    if interrupted != 0 {
+        return ExitCode::from(interrupted);
+    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -49,6 +54,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// 128 + the signal that interrupted the host, or 0.
+static INTERRUPTED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// How long workers get to exit after SIGTERM when the host is interrupted.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -71,6 +79,7 @@ fn stop_workers_on_signals() {
                 std::process::exit(code);
             }
             stopping = true;
+            INTERRUPTED.store(code as u8, std::sync::atomic::Ordering::SeqCst);
             eprintln!("wasmp: interrupted; stopping workers (again to force)");
             std::thread::spawn(move || {
                 wasmp::shutdown_workers(SHUTDOWN_GRACE);
