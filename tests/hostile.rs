@@ -314,13 +314,57 @@ fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
 
 /// Runs `wasmp run cli_probe args` with a fault injected into the worker (debug builds).
 fn run_with_fault(fault: &str) -> std::process::Output {
+    wasmp_with_fault(fault, &["run", CLI_PROBE, "args"], None)
+}
+
+fn wasmp_with_fault(fault: &str, args: &[&str], input: Option<&[u8]>) -> std::process::Output {
     let mut command = Command::new(WASMP);
     command
-        .args(["run", CLI_PROBE, "args"])
+        .args(args)
         .env("WASMP_CACHE_DIR", cache_dir())
         .env("WASMP_LOG", "wasmp=debug")
         .env("WASMP_FAULT", fault);
-    crate::run_with_deadline(command, None)
+    crate::run_with_deadline(command, input)
+}
+
+#[test]
+fn h6_a_corrupt_frame_kills_that_worker_and_the_host_carries_on() {
+    let out = run_with_fault("bad-frame");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{stderr}");
+    assert!(stderr.contains("broke the protocol"), "{stderr}");
+    assert!(
+        stderr.contains("exceeds"),
+        "refused by its length prefix: {stderr}"
+    );
+}
+
+#[test]
+fn m11_a_pool_whose_workers_crash_at_start_up_backs_off_and_fails_clearly() {
+    let started = Instant::now();
+    let out = wasmp_with_fault(
+        "crash-at-start",
+        &["pool", "-j", "2", crate::pool_probe(), "--invoke", "square"],
+        Some(b"[1]\n[2]\n"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(
+        stdout.contains("failed to start 5 times in a row"),
+        "{stdout}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let out = crate::wasmp(&[
+        "pool",
+        "-j",
+        "100000",
+        crate::pool_probe(),
+        "--invoke",
+        "square",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "worker count is capped");
 }
 
 #[test]

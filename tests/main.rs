@@ -169,3 +169,8 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The pool-probe guest's path (for tests outside `pool`).
+pub(crate) fn pool_probe() -> &'static str {
+    wasmp_artifacts::POOL_PROBE
+}

@@ -28,6 +28,8 @@ pub(crate) enum Event {
         outcome: Outcome,
         rss_kb: u64,
     },
+    /// A pool worker finished setting up.
+    Ready,
     /// The worker closed the channel (it exited or died).
     Closed,
     /// The deadline passed first.
@@ -141,6 +143,7 @@ impl WorkerConn {
                     }
                 }
                 Ok(Some(ToHost::Finished(outcome))) => return Ok(Event::Finished(outcome)),
+                Ok(Some(ToHost::Ready)) => return Ok(Event::Ready),
                 Ok(Some(ToHost::TaskDone {
                     id,
                     outcome,

@@ -129,7 +129,9 @@ impl Monitor {
                     self.signaller.signal(Signal::KILL)?;
                     return Ok(outcome);
                 }
-                Event::TaskDone { .. } => anyhow::bail!("a process worker reported a pool task"),
+                Event::TaskDone { .. } | Event::Ready => {
+                    anyhow::bail!("a process worker answered like a pool worker")
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use rustix::process::Signal;
 use tracing::{debug, warn};
 
-use crate::conn::{Event, WorkerConn};
+use crate::conn::{Event, HELLO_TIMEOUT, WorkerConn};
 use crate::monitor::{TIMEOUT_GRACE, exit_status, start_drains};
 use crate::output::{Drain, Output};
 use crate::pool::{MAX_JOB, PoolShared, Task};
@@ -224,6 +224,12 @@ impl WorkerProcess {
         match self.conn.await_hello() {
             Ok(true) => {}
             Ok(false) => return Err("the worker process died at start-up".into()),
+            Err(e) => return Err(format!("{e:#}")),
+        }
+        match self.conn.next_event(Some(Instant::now() + HELLO_TIMEOUT)) {
+            Ok(Event::Ready) => {}
+            Ok(Event::Closed) => return Err("the worker process died setting up".into()),
+            Ok(other) => return Err(format!("the worker did not get ready: {other:?}")),
             Err(e) => return Err(format!("{e:#}")),
         }
         let Some((component, export, args)) = &shared.config.initializer else {

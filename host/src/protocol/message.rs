@@ -40,6 +40,8 @@ pub(crate) enum ToHost {
     Call(QueueCall),
     /// The guest is done; the worker exits right after.
     Finished(Outcome),
+    /// A pool worker is set up (runtime built, sandbox raised) and waits for jobs.
+    Ready,
     /// A pool task is done; `rss_kb` is the worker's peak resident memory so far.
     TaskDone {
         id: u64,

@@ -58,6 +58,15 @@ impl Channel {
         }
     }
 
+    /// Writes bytes that are not a frame (fault injection only).
+    pub(crate) fn write_raw(&self, bytes: &[u8]) {
+        let mut inner = self.lock();
+        let _ = inner
+            .writer
+            .write_all(bytes)
+            .and_then(|()| inner.writer.flush());
+    }
+
     /// The next frame from the host; `None` once the host closed the channel.
     pub(crate) fn recv(&self) -> Result<Option<ToWorker>> {
         read_frame(&mut self.lock().reader, MAX_FRAME_LEN).context("failed to read from the host")

@@ -8,6 +8,7 @@
 
 mod bindings;
 mod channel;
+mod fault;
 mod harden;
 mod pool;
 mod run;
@@ -47,6 +48,7 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
         pid: std::process::id(),
         version: PROTOCOL_VERSION,
     })?;
+    fault::inject(fault::Point::AfterHello, &channel);
     match channel.recv()? {
         Some(ToWorker::Start(spec)) => {
             harden::limit_memory(&spec.grants.limits)?;

@@ -22,6 +22,8 @@ pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
         dirs: &grants.dirs,
         proc_status: spec.track_memory,
     })?;
+    super::fault::inject(super::fault::Point::InSandbox, channel);
+    channel.send(&ToHost::Ready)?;
     loop {
         match channel.recv()? {
             Some(ToWorker::Job(tasks)) => {

@@ -238,6 +238,7 @@ pub(crate) fn run_guest(spec: &StartSpec, channel: &Channel) -> Result<Outcome> 
         dirs: &spec.grants.dirs,
         proc_status: false,
     })?;
+    super::fault::inject(super::fault::Point::InSandbox, channel);
     Ok(runner.run(
         &spec.grants,
         &spec.cwasm,

@@ -33,9 +33,7 @@ pub(crate) struct Walls<'a> {
 /// Raises both walls for this process (every thread).
 pub(crate) fn enter(walls: &Walls<'_>) -> Result<()> {
     restrict_filesystem(walls)?;
-    restrict_syscalls()?;
-    inject_fault_for_tests();
-    Ok(())
+    restrict_syscalls()
 }
 
 fn restrict_filesystem(walls: &Walls<'_>) -> Result<()> {
@@ -83,7 +81,7 @@ fn restrict_filesystem(walls: &Walls<'_>) -> Result<()> {
 }
 
 /// How landlock went, for diagnostics.
-static LANDLOCK: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
+pub(crate) static LANDLOCK: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
 
 /// The system calls a wasmtime worker makes: memory management, threads and futexes, signal
 /// handling for traps, clocks and randomness, the channel socket, and file operations under
@@ -210,32 +208,4 @@ fn restrict_syscalls() -> Result<()> {
         .try_into()
         .context("failed to compile the seccomp filter")?;
     seccompiler::apply_filter_all_threads(&program).context("failed to install the seccomp filter")
-}
-
-/// Test-only fault injection (debug builds only), as if a runtime bug let a guest reach
-/// the OS: `forbidden-syscall` makes a system call outside the allow-list (seccomp must
-/// kill the worker); `read-outside` opens a file outside the grants (landlock must refuse).
-fn inject_fault_for_tests() {
-    if !cfg!(debug_assertions) {
-        return;
-    }
-    match std::env::var("WASMP_FAULT").as_deref() {
-        Ok("forbidden-syscall") => {
-            let _ = rustix::net::socket(
-                rustix::net::AddressFamily::INET,
-                rustix::net::SocketType::STREAM,
-                None,
-            );
-        }
-        Ok("read-outside") => {
-            let landlock = LANDLOCK.get().copied().unwrap_or("unknown");
-            match std::fs::read("/etc/passwd") {
-                Ok(_) => eprintln!("fault injection: read /etc/passwd (landlock {landlock})"),
-                Err(e) => {
-                    eprintln!("fault injection: /etc/passwd refused: {e} (landlock {landlock})")
-                }
-            }
-        }
-        _ => {}
-    }
 }

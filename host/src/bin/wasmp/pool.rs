@@ -26,8 +26,8 @@ Examples:
   wasmp pool --input tasks.jsonl --timeout 5s --retries 2 worker.wasm --invoke process
   wasmp pool --unordered --max-tasks-per-worker 100 worker.wasm --invoke f < args.txt")]
 pub(crate) struct PoolCommand {
-    /// Worker processes (default: the available parallelism).
-    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Worker processes (default: the available parallelism; at most 1024).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     jobs: Option<u32>,
 
     /// Stop a task that runs longer than this (e.g. 5s, 500ms).
