@@ -278,14 +278,25 @@ fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
         format!("[[process]]\nname = \"s\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"spin\"]\n"),
     )
     .unwrap();
-    for (signal, code) in [(Signal::INT, 130), (Signal::TERM, 143)] {
+    // The last case closes the host's stderr first: the host must stop its workers even
+    // when it cannot say so.
+    for (signal, code, closed_stderr) in [
+        (Signal::INT, 130, false),
+        (Signal::TERM, 143, false),
+        (Signal::TERM, 143, true),
+    ] {
         let mut host = Command::new(WASMP)
             .args(["up", file.to_str().unwrap()])
             .env("WASMP_CACHE_DIR", cache_dir())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if closed_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
+        drop(host.stderr.take());
         let host_pid = Pid::from_raw(host.id() as i32).unwrap();
         // The worker prints "spinning" once it runs.
         let mut stdout = host.stdout.take().unwrap();

@@ -172,33 +172,49 @@ fn seconds(value: &serde_json::Value) -> Vec<Duration> {
         .collect()
 }
 
-/// Start → join of a no-op guest `Process`, interleaved with Python's fork and spawn.
+/// Start → join of a no-op guest `Process`, cold and from standby processes, interleaved
+/// with Python's fork and spawn.
 fn process_row(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
     const PER_ROUND: usize = 40;
     let noop = runtime.load(wasmp_artifacts::NOOP)?;
-    let mut ours = Vec::new();
+    let standby_runtime = Runtime::builder().standby(2).build()?;
+    let standby_noop = standby_runtime.load(wasmp_artifacts::NOOP)?;
+    let (mut cold, mut warm) = (Vec::new(), Vec::new());
     let (mut fork, mut spawn) = (Vec::new(), Vec::new());
+    let start_join = |component: &wasmp::Component| -> Result<Duration> {
+        let started = Instant::now();
+        let mut p = Process::new(component);
+        p.start()?;
+        let status = p.join()?;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(status.success(), "no-op guest: {status}");
+        Ok(elapsed)
+    };
     // Warm-up: the compile cache, page cache and the spawner thread.
-    Process::new(&noop).start()?;
+    start_join(&noop)?;
+    start_join(&standby_noop)?;
     for _ in 0..rounds {
         for _ in 0..PER_ROUND {
-            let started = Instant::now();
-            let mut p = Process::new(&noop);
-            p.start()?;
-            let status = p.join()?;
-            ours.push(started.elapsed());
-            anyhow::ensure!(status.success(), "no-op guest: {status}");
+            cold.push(start_join(&noop)?);
+        }
+        for _ in 0..PER_ROUND {
+            warm.push(start_join(&standby_noop)?);
+            // Let the replacement standby worker get ready, as between real starts.
+            std::thread::sleep(Duration::from_millis(5));
         }
         let py = python("process.py", &[&PER_ROUND.to_string(), "fork"])?;
         fork.extend(seconds(&py["fork"]));
         let py = python("process.py", &["4", "spawn"])?;
         spawn.extend(seconds(&py["spawn"]));
     }
-    let ours = median(ours);
-    let what = "Process start → join, no-op guest (a new OS process each)";
+    let (cold, warm, fork, spawn) = (median(cold), median(warm), median(fork), median(spawn));
+    let what = "Process start → join, no-op guest, cold (a new OS process each)";
+    let standby = "Process start → join, no-op guest, standby(2) (pre-spawned, one use each)";
     Ok(vec![
-        Line::time(what, ours, median(fork), "fork"),
-        Line::time(what, ours, median(spawn), "spawn"),
+        Line::time(what, cold, fork, "fork"),
+        Line::time(what, cold, spawn, "spawn"),
+        Line::time(standby, warm, fork, "fork"),
+        Line::time(standby, warm, spawn, "spawn"),
     ])
 }
 

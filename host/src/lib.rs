@@ -46,6 +46,7 @@ mod protocol;
 mod queue;
 mod runtime;
 mod signature;
+mod standby;
 mod supervisor;
 mod task;
 mod value;
@@ -81,6 +82,7 @@ pub fn run_worker_if_requested() {
             .next()
             .and_then(|pid| pid.to_str()?.parse().ok())
             .unwrap_or(0);
-        worker::worker_main(parent);
+        let standby = args.next().is_some_and(|arg| arg == worker::STANDBY_MARKER);
+        worker::worker_main(parent, standby);
     }
 }

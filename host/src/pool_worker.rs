@@ -168,6 +168,7 @@ impl WorkerProcess {
             program: shared.runtime.worker_program().to_path_buf(),
             stdout: output,
             stderr: output,
+            standby: false,
         })
         .map_err(|e| format!("{e:#}"))?;
         shared

@@ -299,11 +299,18 @@ impl Process {
         }
         let (spec, export) = self.prepare()?;
         let runtime = self.component.runtime();
-        let spawned = supervisor::spawn(SpawnRequest {
-            program: runtime.worker_program().to_path_buf(),
-            stdout: self.stdout,
-            stderr: self.stderr,
-        })?;
+        let standby = (self.stdout == Output::Inherit && self.stderr == Output::Inherit)
+            .then(|| runtime.take_standby())
+            .flatten();
+        let spawned = match standby {
+            Some(spawned) => spawned,
+            None => supervisor::spawn(SpawnRequest {
+                program: runtime.worker_program().to_path_buf(),
+                stdout: self.stdout,
+                stderr: self.stderr,
+                standby: false,
+            })?,
+        };
         let pid = spawned.pid;
         debug!(name = %self.name, pid, "worker spawned");
         let shared = Arc::new(Shared::default());

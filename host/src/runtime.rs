@@ -10,6 +10,8 @@ use wasmtime::Engine;
 use crate::cache::CompileCache;
 use crate::component::Component;
 use crate::engine::{EngineOptions, new_engine};
+use crate::standby::Standby;
+use crate::supervisor::Spawned;
 
 /// Compiles components and spawns worker processes. Cheap to clone (an `Arc`).
 ///
@@ -27,6 +29,7 @@ pub struct Runtime {
 }
 
 struct Inner {
+    standby: Standby,
     engine: Engine,
     /// Compiles fuel-metered variants, on first use.
     fuel_engine: OnceLock<Engine>,
@@ -49,6 +52,7 @@ impl std::fmt::Debug for Runtime {
 pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     worker_program: Option<PathBuf>,
+    standby: usize,
 }
 
 impl RuntimeBuilder {
@@ -64,6 +68,15 @@ impl RuntimeBuilder {
     /// at the start of `main`; the installed `wasmp` binary does.
     pub fn worker_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.worker_program = Some(program.into());
+        self
+    }
+
+    /// Keep this many idle worker processes spawned ahead of need (default 0), so that
+    /// [`Process::start`](crate::Process::start) costs a message instead of an exec. Each
+    /// is still used by one process only; a replacement is spawned in the background when
+    /// one is taken. Used for processes whose output is [`Output::Inherit`](crate::Output).
+    pub fn standby(mut self, processes: usize) -> Self {
+        self.standby = processes;
         self
     }
 
@@ -84,6 +97,7 @@ impl RuntimeBuilder {
         };
         Ok(Runtime {
             inner: Arc::new(Inner {
+                standby: Standby::new(self.standby, worker_program.clone()),
                 engine: new_engine(EngineOptions::default())?,
                 fuel_engine: OnceLock::new(),
                 cache,
@@ -131,6 +145,11 @@ impl Runtime {
             ..EngineOptions::default()
         })?;
         Ok(self.inner.fuel_engine.get_or_init(|| engine))
+    }
+
+    /// An idle pre-spawned worker, if standby processes were asked for.
+    pub(crate) fn take_standby(&self) -> Option<Spawned> {
+        self.inner.standby.take()
     }
 
     pub(crate) fn cache(&self) -> &CompileCache {

@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::output::Output;
-use crate::worker::WORKER_MARKER;
+use crate::worker::{STANDBY_MARKER, WORKER_MARKER};
 
 /// Environment variables a worker program inherits; everything else is cleared.
 const INHERITED_ENV: &[&str] = &[
@@ -44,32 +44,49 @@ pub(crate) struct SpawnRequest {
     pub(crate) program: PathBuf,
     pub(crate) stdout: Output,
     pub(crate) stderr: Output,
+    /// Spawned ahead of need: it prepares its runtime while it waits.
+    pub(crate) standby: bool,
 }
 
-type Job = (SpawnRequest, Sender<Result<Spawned>>);
+type Job = Box<dyn FnOnce() + Send>;
 
-/// Spawns a worker process on the spawner thread.
-pub(crate) fn spawn(request: SpawnRequest) -> Result<Spawned> {
+/// Runs `job` on the spawner thread.
+fn on_spawner(job: Job) -> Result<()> {
     static SPAWNER: OnceLock<Sender<Job>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (jobs, queue): (Sender<Job>, Receiver<Job>) = unbounded();
         std::thread::Builder::new()
             .name("wasmp-spawner".into())
             .spawn(move || {
-                for (request, reply) in queue {
-                    let _ = reply.send(spawn_here(request));
+                for job in queue {
+                    job();
                 }
             })
             .expect("failed to start the wasmp spawner thread");
         jobs
     });
-    let (reply, answer) = bounded(1);
     spawner
-        .send((request, reply))
-        .map_err(|_| anyhow!("the wasmp spawner thread is gone"))?;
+        .send(job)
+        .map_err(|_| anyhow!("the wasmp spawner thread is gone"))
+}
+
+/// Spawns a worker process on the spawner thread and waits for it.
+pub(crate) fn spawn(request: SpawnRequest) -> Result<Spawned> {
+    let (reply, answer) = bounded(1);
+    on_spawner(Box::new(move || {
+        let _ = reply.send(spawn_here(request));
+    }))?;
     answer
         .recv()
         .map_err(|_| anyhow!("the wasmp spawner thread is gone"))?
+}
+
+/// Spawns a worker process on the spawner thread and hands it to `done`, without waiting.
+pub(crate) fn spawn_detached(
+    request: SpawnRequest,
+    done: impl FnOnce(Result<Spawned>) + Send + 'static,
+) -> Result<()> {
+    on_spawner(Box::new(move || done(spawn_here(request))))
 }
 
 fn spawn_here(request: SpawnRequest) -> Result<Spawned> {
@@ -78,6 +95,7 @@ fn spawn_here(request: SpawnRequest) -> Result<Spawned> {
     command
         .arg(WORKER_MARKER)
         .arg(std::process::id().to_string())
+        .args(request.standby.then_some(STANDBY_MARKER))
         // posix_spawn can only place an fd at 0-2: the channel travels as stdin, and the
         // worker moves it elsewhere first thing.
         .stdin(Stdio::from(OwnedFd::from(worker_end)))

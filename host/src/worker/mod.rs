@@ -25,12 +25,16 @@ pub(crate) use state::new_linker;
 /// The argv[1] that turns a program into a wasmp worker.
 pub(crate) const WORKER_MARKER: &str = "__wasmp_worker";
 
+/// The argv[3] of a standby worker: spawned ahead of need, it prepares its runtime while
+/// it waits for a start message.
+pub(crate) const STANDBY_MARKER: &str = "standby";
+
 /// Exit code of a worker that could not even talk to its host.
 const EXIT_NO_HOST: u8 = 70;
 
 /// Runs the worker: never returns to the caller's `main`.
-pub(crate) fn worker_main(parent_pid: u32) -> ! {
-    let code = serve(parent_pid).unwrap_or_else(|e| {
+pub(crate) fn worker_main(parent_pid: u32, standby: bool) -> ! {
+    let code = serve(parent_pid, standby).unwrap_or_else(|e| {
         // The host may be gone; stderr is the only place left to say why.
         eprintln!("wasmp worker {}: {e:#}", std::process::id());
         EXIT_NO_HOST
@@ -38,7 +42,7 @@ pub(crate) fn worker_main(parent_pid: u32) -> ! {
     std::process::exit(i32::from(code))
 }
 
-fn serve(parent_pid: u32) -> anyhow::Result<u8> {
+fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
     harden::die_with_parent(parent_pid)?;
     let channel: UnixStream = harden::take_channel_from_stdin()?;
     harden::close_inherited_fds(&channel)?;
@@ -49,10 +53,15 @@ fn serve(parent_pid: u32) -> anyhow::Result<u8> {
         version: PROTOCOL_VERSION,
     })?;
     fault::inject(fault::Point::AfterHello, &channel);
+    // A standby worker has time to spare: build the engine and linker now, so that a
+    // start costs only loading the component.
+    let warm = standby
+        .then(|| run::Runner::new(&crate::Limits::default()).ok())
+        .flatten();
     match channel.recv()? {
         Some(ToWorker::Start(spec)) => {
             harden::limit_memory(&spec.grants.limits)?;
-            let outcome = run::run_guest(&spec, &channel)?;
+            let outcome = run::run_guest(&spec, &channel, warm)?;
             let code = exit_code(&outcome);
             channel.send(&ToHost::Finished(outcome))?;
             Ok(code)

@@ -44,6 +44,8 @@ struct Kept {
 
 /// The worker's wasmtime side: one engine and linker, compiled components kept warm.
 pub(crate) struct Runner {
+    /// The settings `engine` was built with.
+    options: EngineOptions,
     engine: Engine,
     linker: Linker<WorkerState>,
     timer: EpochTimer,
@@ -56,18 +58,20 @@ pub(crate) struct Runner {
 impl Runner {
     /// A runner for one `Process`: the default (on-demand) instance allocator.
     pub(crate) fn new(limits: &Limits) -> Result<Runner> {
-        Runner::with_engine(new_engine(engine_options(limits, false))?, false)
+        Runner::with_engine(engine_options(limits, false), false)
     }
 
     /// A runner for a pool worker, which instantiates once per task.
     pub(crate) fn for_pool(limits: &Limits, reuse_instances: bool) -> Result<Runner> {
-        Runner::with_engine(new_engine(engine_options(limits, true))?, reuse_instances)
+        Runner::with_engine(engine_options(limits, true), reuse_instances)
     }
 
-    fn with_engine(engine: Engine, reuse_instances: bool) -> Result<Runner> {
+    fn with_engine(options: EngineOptions, reuse_instances: bool) -> Result<Runner> {
+        let engine = new_engine(options)?;
         let linker = new_linker(&engine)?;
         let timer = EpochTimer::new(&engine);
         Ok(Runner {
+            options,
             engine,
             linker,
             timer,
@@ -225,8 +229,17 @@ fn engine_options(limits: &Limits, pooling: bool) -> EngineOptions {
 
 /// Runs the guest described by `spec` (a `Process`): loads its component, raises the
 /// sandbox walls, then calls it.
-pub(crate) fn run_guest(spec: &StartSpec, channel: &Channel) -> Result<Outcome> {
-    let mut runner = match Runner::new(&spec.grants.limits) {
+pub(crate) fn run_guest(
+    spec: &StartSpec,
+    channel: &Channel,
+    warm: Option<Runner>,
+) -> Result<Outcome> {
+    let warm = warm.filter(|runner| runner.options == engine_options(&spec.grants.limits, false));
+    let runner = match warm {
+        Some(runner) => Ok(runner),
+        None => Runner::new(&spec.grants.limits),
+    };
+    let mut runner = match runner {
         Ok(runner) => runner,
         Err(e) => return Ok(Outcome::Failed(format!("{e:#}"))),
     };

@@ -7,7 +7,7 @@ mod pool;
 mod run;
 mod up;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -80,7 +80,12 @@ fn stop_workers_on_signals() {
             }
             stopping = true;
             INTERRUPTED.store(code as u8, std::sync::atomic::Ordering::SeqCst);
-            eprintln!("wasmp: interrupted; stopping workers (again to force)");
+            // Never `eprintln!` here: with stderr a closed pipe it panics, this thread
+            // dies, and the signal it swallowed would leave the host and its workers up.
+            let _ = writeln!(
+                std::io::stderr(),
+                "wasmp: interrupted; stopping workers (again to force)"
+            );
             std::thread::spawn(move || {
                 wasmp::shutdown_workers(SHUTDOWN_GRACE);
                 std::process::exit(code);
