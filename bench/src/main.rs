@@ -9,7 +9,8 @@
 //! Rows: `process` (start → join of a no-op worker vs Python fork and spawn); `queue`
 //! (guest → guest through a host queue vs `mp.Queue` and `mp.Pipe`: 16 B and 64 KiB
 //! messages, ping-pong); `pool` (start → first result, `apply_async` and `map` throughput,
-//! CPU-bound speed-up, vs `Pool` and `ProcessPoolExecutor`, 2 workers each).
+//! CPU-bound speed-up, vs `Pool` and `ProcessPoolExecutor`, 2 workers each); `scale`
+//! (terminate → reaped, private memory per idle worker, 1,000 concurrent processes).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,7 +33,12 @@ fn main() -> Result<()> {
         }
     }
     if rows.is_empty() {
-        rows = vec!["process".into(), "queue".into(), "pool".into()];
+        rows = vec![
+            "process".into(),
+            "queue".into(),
+            "pool".into(),
+            "scale".into(),
+        ];
     }
     let runtime = Runtime::new()?;
     let mut table = Vec::new();
@@ -41,7 +47,8 @@ fn main() -> Result<()> {
             "process" => table.extend(process_row(&runtime, rounds)?),
             "queue" => table.extend(queue_rows(&runtime, rounds)?),
             "pool" => table.extend(pool_rows(&runtime, rounds)?),
-            other => bail!("unknown row {other:?}; rows: process, queue, pool"),
+            "scale" => table.extend(scale_rows(&runtime)?),
+            other => bail!("unknown row {other:?}; rows: process, queue, pool, scale"),
         }
     }
     print_table(&table);
@@ -547,5 +554,152 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
         d(m("cpu.py.pool")),
         "Pool",
     ));
+    Ok(lines)
+}
+
+/// Private memory (USS: private clean + private dirty) of a process, in KiB.
+fn uss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The machine's available memory, in KiB.
+fn available_kb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// This process's children that are wasmp workers.
+fn worker_children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{me}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    pids.retain(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("__wasmp_worker"))
+    });
+    pids
+}
+
+/// Terminate latency, idle-worker memory and 1,000 concurrent processes.
+fn scale_rows(runtime: &Runtime) -> Result<Vec<Line>> {
+    use wasmp::{Pool, Queue, Val};
+    let exports = runtime.load(wasmp_artifacts::EXPORTS)?;
+    let probe = runtime.load(wasmp_artifacts::QUEUE_PROBE)?;
+    let pool_probe = runtime.load(wasmp_artifacts::POOL_PROBE)?;
+    let mut lines = Vec::new();
+
+    const TERMINATIONS: usize = 20;
+    let mut ours = Vec::new();
+    for _ in 0..TERMINATIONS {
+        let mut p = Process::new(&exports).invoke("spin", Vec::<Val>::new());
+        p.start()?;
+        std::thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        p.terminate()?;
+        ours.push(started.elapsed());
+    }
+    let py = python("scale.py", &["terminate", &TERMINATIONS.to_string()])?;
+    lines.push(Line::time(
+        "terminate → reaped, busy worker",
+        median(ours),
+        median(seconds(&py["terminate"])),
+        "Process.terminate + join",
+    ));
+
+    const IDLE: usize = 8;
+    let pool = Pool::builder(runtime).processes(IDLE).build()?;
+    pool.map(&pool_probe, "square", 0..(IDLE as u64 * 4), Some(1))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let ours: Vec<f64> = worker_children()
+        .into_iter()
+        .map(|pid| uss_kb(pid) as f64)
+        .collect();
+    drop(pool);
+    let py = python("scale.py", &["uss", &IDLE.to_string()])?;
+    let theirs: Vec<f64> = py["uss_kb"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    let mut line = Line::time(
+        "private memory (USS) per idle pool worker",
+        Duration::ZERO,
+        Duration::ZERO,
+        "Pool worker",
+    );
+    line.wasmp = median_f64(ours) / 1024.0;
+    line.python = median_f64(theirs) / 1024.0;
+    line.unit = "MiB";
+    lines.push(line);
+
+    const SCALE: usize = 1000;
+    let (ready, go) = (Queue::new("ready"), Queue::new("go"));
+    let before = available_kb();
+    let started = Instant::now();
+    let mut processes = Vec::with_capacity(SCALE);
+    for _ in 0..SCALE {
+        let mut p = Process::new(&probe)
+            .args(["ping", "ready", "go", "1"])
+            .queue(&ready)
+            .queue(&go)
+            .stdout(wasmp::Output::Null);
+        p.start()?;
+        processes.push(p);
+    }
+    for _ in 0..SCALE {
+        ready.get()?;
+    }
+    let peak_kb = before.saturating_sub(available_kb());
+    for _ in 0..SCALE {
+        go.put("go")?;
+    }
+    for p in &mut processes {
+        anyhow::ensure!(p.join()?.success(), "a scale worker failed");
+    }
+    let ours_secs = started.elapsed();
+    anyhow::ensure!(worker_children().is_empty(), "workers left behind");
+    let py = python("scale.py", &["scale", &SCALE.to_string()])?;
+    lines.push(Line::time(
+        "1,000 concurrent processes, each a queue round trip, all joined",
+        ours_secs,
+        Duration::from_secs_f64(py["seconds"].as_f64().unwrap_or(f64::NAN)),
+        "Process + Queue",
+    ));
+    let mut memory = Line::time(
+        "1,000 concurrent processes: memory in use at the peak",
+        Duration::ZERO,
+        Duration::ZERO,
+        "Process + Queue",
+    );
+    memory.wasmp = peak_kb as f64 / 1024.0;
+    memory.python = py["memory_kb"].as_f64().unwrap_or(f64::NAN) / 1024.0;
+    memory.unit = "MiB";
+    lines.push(memory);
+    for line in lines.iter_mut().filter(|l| l.unit == "ms" && l.wasmp < 1.0) {
+        line.wasmp *= 1e3;
+        line.python *= 1e3;
+        line.unit = "µs";
+    }
     Ok(lines)
 }
