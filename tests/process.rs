@@ -312,3 +312,28 @@ fn a_program_that_is_not_a_worker_fails_clearly_instead_of_hanging() {
         other => panic!("expected a failure, got {other}"),
     }
 }
+
+#[test]
+fn standby_workers_serve_one_process_each() {
+    let runtime = wasmp::Runtime::builder()
+        .cache_dir(crate::cache_dir())
+        .worker_program(crate::WASMP)
+        .standby(2)
+        .build()
+        .unwrap();
+    let exports = runtime.load(EXPORTS).unwrap();
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let mut p = Process::new(&exports).invoke("identity", Vec::<Val>::new());
+        p.start().unwrap();
+        assert!(join(&mut p).success());
+        let pid = p.pid().unwrap();
+        let expected = format!(
+            "name={} pid={pid} ppid={}",
+            p.get_name(),
+            std::process::id()
+        );
+        assert_eq!(p.results().unwrap().unwrap(), vec![Val::String(expected)]);
+        assert!(pids.insert(pid), "a standby worker served twice");
+    }
+}

@@ -25,13 +25,19 @@ fn main() -> Result<()> {
 
     let mut rounds = 5;
     let mut rows = Vec::new();
+    let mut json_path = None;
+    let mut results_path = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--rounds" => rounds = args.next().context("--rounds N")?.parse()?,
+            "--json" => json_path = Some(args.next().context("--json FILE")?),
+            "--results" => results_path = Some(args.next().context("--results FILE")?),
             row => rows.push(row.to_string()),
         }
     }
+    let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let load_before = load_average();
     if rows.is_empty() {
         rows = vec![
             "process".into(),
@@ -51,8 +57,67 @@ fn main() -> Result<()> {
             other => bail!("unknown row {other:?}; rows: process, queue, pool, scale"),
         }
     }
-    print_table(&table);
+    let markdown = table_markdown(&table);
+    print!("{markdown}");
+    if let Some(path) = json_path {
+        let rows: Vec<serde_json::Value> = table
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "row": l.what, "wasmp": l.wasmp, "python": l.python,
+                    "python_label": l.python_label, "unit": l.unit,
+                    "higher_is_better": l.higher_is_better, "wasmp_advantage": l.advantage(),
+                })
+            })
+            .collect();
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)
+            .with_context(|| format!("failed to write {path}"))?;
+    }
+    if let Some(path) = results_path {
+        let header = format!(
+            "# Benchmark results\n\n\
+             wasmp beside Python {python} `multiprocessing`, measured in the same run, \
+             interleaved; medians of {rounds} rounds. \"wasmp advantage\" above 1 means wasmp leads.\n\n\
+             - date: {date}\n- machine: {machine}\n- load average before / after: {load_before} / {load_after}\n\
+             - command: `cargo run --release -p wasmp-bench -- {command}`\n\n",
+            python = python_version(),
+            date = shell("date -u +%Y-%m-%dT%H:%MZ"),
+            machine = machine(),
+            load_after = load_average(),
+        );
+        std::fs::write(&path, header + &markdown)
+            .with_context(|| format!("failed to write {path}"))?;
+    }
     Ok(())
+}
+
+fn shell(command: &str) -> String {
+    Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = shell("grep MemTotal /proc/meminfo | awk '{printf \"%.0f GiB\", $2/1048576}'");
+    format!(
+        "{cores} vCPU ({}), {memory}, Linux {}",
+        cpu.trim(),
+        shell("uname -r")
+    )
+}
+
+fn python_version() -> String {
+    shell("python3 -c 'import platform; print(platform.python_version())'")
 }
 
 /// One line of the results table: medians of the same work done by both.
@@ -105,11 +170,14 @@ impl Line {
     }
 }
 
-fn print_table(lines: &[Line]) {
-    println!("| row | wasmp (median) | Python (median) | wasmp advantage |");
-    println!("|---|---:|---:|---:|");
+fn table_markdown(lines: &[Line]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    out.push_str("| row | wasmp (median) | Python (median) | wasmp advantage |\n");
+    out.push_str("|---|---:|---:|---:|\n");
     for line in lines {
-        println!(
+        let _ = writeln!(
+            out,
             "| {} | {} {} | {} {} ({}) | {:.2}× |",
             line.what,
             human(line.wasmp),
@@ -120,6 +188,7 @@ fn print_table(lines: &[Line]) {
             line.advantage()
         );
     }
+    out
 }
 
 /// Three significant digits, with thousands grouped.
