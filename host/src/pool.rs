@@ -537,12 +537,7 @@ impl Pool {
         I: IntoIterator,
         I::Item: IntoVal,
     {
-        let results = self.starmap_async(
-            component,
-            export,
-            items.into_iter().map(|item| [item]),
-            Some(chunksize.unwrap_or(1)),
-        )?;
+        let results = self.map_async_one(component, export, items, chunksize)?;
         Ok(results.into_iter().map(|r| r.get()))
     }
 
@@ -563,18 +558,33 @@ impl Pool {
         I: IntoIterator,
         I::Item: IntoVal,
     {
-        let results = self.starmap_async(
-            component,
-            export,
-            items.into_iter().map(|item| [item]),
-            Some(chunksize.unwrap_or(1)),
-        )?;
+        let results = self.map_async_one(component, export, items, chunksize)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
         let count = results.len();
         for (index, result) in results.iter().enumerate() {
             result.slot().notify(sender.clone(), index);
         }
         Ok(receiver.into_iter().take(count))
+    }
+
+    /// One-argument tasks for the lazy iterators, one per chunk unless told otherwise.
+    fn map_async_one<I>(
+        &self,
+        component: &Component,
+        export: &str,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<AsyncResult>>
+    where
+        I: IntoIterator,
+        I::Item: IntoVal,
+    {
+        self.starmap_async(
+            component,
+            export,
+            items.into_iter().map(|item| [item]),
+            Some(chunksize.unwrap_or(1)),
+        )
     }
 
     fn submit(
@@ -658,29 +668,23 @@ impl Pool {
 
     /// Waits until every submitted task has finished (the pool stays open).
     pub fn wait_idle(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        let mut state = self.shared.lock();
-        while state.outstanding > 0 {
-            state = match deadline {
-                None => self
-                    .shared
+        let busy = |state: &mut PoolState| state.outstanding > 0;
+        let state = self.shared.lock();
+        let state = match timeout {
+            None => self
+                .shared
+                .idle
+                .wait_while(state, busy)
+                .unwrap_or_else(|e| e.into_inner()),
+            Some(timeout) => {
+                self.shared
                     .idle
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    self.shared
-                        .idle
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
-        true
+                    .wait_timeout_while(state, timeout, busy)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        state.outstanding == 0
     }
 }
 

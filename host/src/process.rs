@@ -113,26 +113,21 @@ impl Shared {
 
     /// Waits for the worker to be reaped, up to `timeout` (forever when `None`).
     pub(crate) fn wait_status(&self, timeout: Option<Duration>) -> Option<ExitStatus> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut state = self.lock();
-        loop {
-            if let Some(status) = &state.status {
-                return Some(status.clone());
+        let running = |state: &mut Finished| state.status.is_none();
+        let state = self.lock();
+        let state = match timeout {
+            None => self
+                .done
+                .wait_while(state, running)
+                .unwrap_or_else(|e| e.into_inner()),
+            Some(timeout) => {
+                self.done
+                    .wait_timeout_while(state, timeout, running)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
             }
-            state = match deadline {
-                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.done
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        };
+        state.status.clone()
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use wasmtime::component::Val;
@@ -120,26 +120,21 @@ impl Slot {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> Option<TaskResult> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut state = self.lock();
-        loop {
-            if let Some(result) = &state.result {
-                return Some(result.clone());
+        let pending = |state: &mut SlotState| state.result.is_none();
+        let state = self.lock();
+        let state = match timeout {
+            None => self
+                .done
+                .wait_while(state, pending)
+                .unwrap_or_else(|e| e.into_inner()),
+            Some(timeout) => {
+                self.done
+                    .wait_timeout_while(state, timeout, pending)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
             }
-            state = match deadline {
-                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.done
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
+        };
+        state.result.clone()
     }
 
     fn add_callback(&self, callback: Callback) {
