@@ -56,7 +56,10 @@ fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
     // A standby worker has time to spare: build the engine and linker now, so that a
     // start costs only loading the component.
     let warm = standby
-        .then(|| run::Runner::new(&crate::Limits::default()).ok())
+        .then(|| {
+            let _ = sandbox::prepare();
+            run::Runner::new(&crate::Limits::default()).ok()
+        })
         .flatten();
     match channel.recv()? {
         Some(ToWorker::Start(spec)) => {

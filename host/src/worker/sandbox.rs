@@ -190,7 +190,19 @@ const ALLOWED: &[i64] = &[
     libc::SYS_sysinfo,
 ];
 
-fn restrict_syscalls() -> Result<()> {
+/// The compiled allow-list; standby workers build it ahead of need (see [`prepare`]).
+static PROGRAM: std::sync::OnceLock<BpfProgram> = std::sync::OnceLock::new();
+
+/// Compiles the seccomp filter now, so that entering the sandbox later only installs it.
+pub(crate) fn prepare() -> Result<()> {
+    if PROGRAM.get().is_none() {
+        let program = compile_filter()?;
+        let _ = PROGRAM.set(program);
+    }
+    Ok(())
+}
+
+fn compile_filter() -> Result<BpfProgram> {
     let rules = ALLOWED
         .iter()
         .map(|&nr| (nr, Vec::new()))
@@ -204,8 +216,15 @@ fn restrict_syscalls() -> Result<()> {
         arch,
     )
     .context("failed to build the seccomp filter")?;
-    let program: BpfProgram = filter
+    filter
         .try_into()
-        .context("failed to compile the seccomp filter")?;
-    seccompiler::apply_filter_all_threads(&program).context("failed to install the seccomp filter")
+        .context("failed to compile the seccomp filter")
+}
+
+fn restrict_syscalls() -> Result<()> {
+    prepare()?;
+    let program = PROGRAM
+        .get()
+        .context("the seccomp filter was not prepared")?;
+    seccompiler::apply_filter_all_threads(program).context("failed to install the seccomp filter")
 }
