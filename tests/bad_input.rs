@@ -2,7 +2,7 @@
 
 use std::process::Output;
 
-use wasmp_artifacts::{CLI_PROBE, EXPORTS, NOOP};
+use wasmp_artifacts::{CLI_PROBE, EXPORTS, NOOP, UNSATISFIED_IMPORT};
 
 use crate::{scratch, wasmp};
 
@@ -183,4 +183,12 @@ fn up_checks_every_process_before_starting_any() {
     )
     .unwrap();
     assert_refused(&wasmp(&["up", path.to_str().unwrap()]), 65, "broken");
+}
+
+#[test]
+fn an_import_wasmp_does_not_provide_exits_65_naming_it() {
+    let out = wasmp(&["run", UNSATISFIED_IMPORT]);
+    assert_refused(&out, 65, "wasmp:tests/not-provided");
+    assert_refused(&out, 65, "a wasmp worker may import");
+    assert_refused(&wasmp(&["check", UNSATISFIED_IMPORT]), 65, "not-provided");
 }

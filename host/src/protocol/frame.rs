@@ -125,6 +125,40 @@ mod tests {
         assert!(matches!(err, FrameError::TooLarge(0xffff_ffff)));
     }
 
+    proptest::proptest! {
+        /// Any bytes at all: the decoder answers a frame or an error, never panics, and
+        /// never allocates more than the limit it was given.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let _ = read_frame::<ToHost>(&bytes[..], 1024);
+            let _ = read_frame::<crate::protocol::ToWorker>(&bytes[..], 1024);
+        }
+
+        /// Queue calls survive the trip whatever their contents.
+        #[test]
+        fn queue_calls_round_trip(
+            queue in "[a-z]{0,12}",
+            message in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+            block in proptest::bool::ANY,
+        ) {
+            let call = ToHost::Call(crate::protocol::QueueCall::Put { queue, message, block });
+            let buf = encode(&call);
+            let back: ToHost = read_frame(&buf[..], MAX_FRAME_LEN).unwrap().unwrap();
+            proptest::prop_assert_eq!(back, call);
+        }
+
+        /// A valid frame with bits flipped decodes to something or fails cleanly.
+        #[test]
+        fn flipped_bits_fail_cleanly(flips in proptest::collection::vec((0usize..64, 0u8..8), 1..8)) {
+            let mut buf = encode(&ToHost::Finished(Outcome::Returned(vec!["\"ok\"".into()])));
+            for (at, bit) in flips {
+                let at = at % buf.len();
+                buf[at] ^= 1 << bit;
+            }
+            let _ = read_frame::<ToHost>(&buf[..], 1 << 20);
+        }
+    }
+
     #[test]
     fn garbage_payload_is_malformed_not_a_panic() {
         // Deterministic pseudo-random payloads under a valid prefix.
