@@ -566,49 +566,58 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
             d(m("start.executor")),
             "ProcessPoolExecutor",
         ),
-        Line::rate(
-            "pool of 2: apply_async, trivial tasks",
-            APPLY as f64 / m("apply"),
-            APPLY as f64 / m("apply.pool"),
+    ];
+    // Throughput rows: (row, items per run, our sample, Python's sample, Python's label, unit).
+    let apply = "pool of 2: apply_async, trivial tasks";
+    let map = "pool of 2: map, default chunks";
+    let apply_reuse = "pool of 2: apply_async, trivial tasks, reuse_instances(true)";
+    let map_reuse = "pool of 2: map, default chunks, reuse_instances(true)";
+    let executor = "ProcessPoolExecutor";
+    let rates = [
+        (
+            apply,
+            APPLY as f64,
+            "apply",
+            "apply.pool",
             "Pool",
             "tasks/s",
         ),
-        Line::rate(
-            "pool of 2: apply_async, trivial tasks",
-            APPLY as f64 / m("apply"),
-            APPLY as f64 / m("apply.executor"),
+        (
+            apply,
+            APPLY as f64,
+            "apply",
+            "apply.executor",
             "ProcessPoolExecutor.submit",
             "tasks/s",
         ),
-        Line::rate(
-            "pool of 2: map, default chunks",
-            MAP as f64 / m("map"),
-            MAP as f64 / m("map.pool"),
-            "Pool",
-            "items/s",
-        ),
-        Line::rate(
-            "pool of 2: map, default chunks",
-            MAP as f64 / m("map"),
-            MAP as f64 / m("map.executor"),
-            "ProcessPoolExecutor",
-            "items/s",
-        ),
-        Line::rate(
-            "pool of 2: apply_async, trivial tasks, reuse_instances(true)",
-            APPLY as f64 / m("apply.reuse"),
-            APPLY as f64 / m("apply.pool"),
+        (map, MAP as f64, "map", "map.pool", "Pool", "items/s"),
+        (map, MAP as f64, "map", "map.executor", executor, "items/s"),
+        (
+            apply_reuse,
+            APPLY as f64,
+            "apply.reuse",
+            "apply.pool",
             "Pool",
             "tasks/s",
         ),
-        Line::rate(
-            "pool of 2: map, default chunks, reuse_instances(true)",
-            MAP as f64 / m("map.reuse"),
-            MAP as f64 / m("map.pool"),
+        (
+            map_reuse,
+            MAP as f64,
+            "map.reuse",
+            "map.pool",
             "Pool",
             "items/s",
         ),
     ];
+    for (what, items, ours, theirs, label, unit) in rates {
+        lines.push(Line::rate(
+            what,
+            items / m(ours),
+            items / m(theirs),
+            label,
+            unit,
+        ));
+    }
     let ours_speedup = m("cpu.serial") / m("cpu.parallel");
     lines.push(Line::rate(
         "CPU-bound: speed-up of 2 workers over 1",

@@ -158,10 +158,7 @@ impl Runner {
             Entry::Invoke { export, args } => {
                 let instance = match instance {
                     Some(instance) => instance,
-                    None => pre
-                        .instantiate(&mut store)
-                        .map_err(anyhow::Error::from)
-                        .context("failed to instantiate the component")?,
+                    None => instantiate(&mut store, &pre)?,
                 };
                 let found = self.export(cwasm, &mut store, instance, export)?;
                 let outcome = call_export(&mut store, instance, &found, args);
@@ -301,10 +298,7 @@ fn build_wasi(grants: &Grants) -> Result<WasiCtx> {
 }
 
 fn run_command(store: &mut Store<WorkerState>, pre: &InstancePre<WorkerState>) -> Result<Outcome> {
-    let instance = pre
-        .instantiate(&mut *store)
-        .map_err(anyhow::Error::from)
-        .context("failed to instantiate the component")?;
+    let instance = instantiate(store, pre)?;
     let command = Command::new(&mut *store, &instance)
         .map_err(anyhow::Error::from)
         .context("the component is not a WASI command")?;
@@ -313,6 +307,13 @@ fn run_command(store: &mut Store<WorkerState>, pre: &InstancePre<WorkerState>) -
         Ok(Err(())) => Outcome::Exited(1),
         Err(e) => classify(e),
     })
+}
+
+/// A fresh instance of the component in `store`.
+fn instantiate(store: &mut Store<WorkerState>, pre: &InstancePre<WorkerState>) -> Result<Instance> {
+    pre.instantiate(store)
+        .map_err(anyhow::Error::from)
+        .context("failed to instantiate the component")
 }
 
 fn call_export(
