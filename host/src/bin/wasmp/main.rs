@@ -17,6 +17,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "wasmp", version, about, propagate_version = true)]
 struct Wasmp {
+    /// On Ctrl-C or SIGTERM, how long workers get to exit after SIGTERM before SIGKILL.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "2s",
+          value_parser = common::parse_duration)]
+    shutdown_timeout: std::time::Duration,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +39,7 @@ fn main() -> ExitCode {
     wasmp::run_worker_if_requested();
     init_logging();
     let cli = Wasmp::parse();
-    stop_workers_on_signals();
+    stop_workers_on_signals(cli.shutdown_timeout);
     let result = match cli.command {
         Command::Run(cmd) => cmd.execute(),
         Command::Up(cmd) => cmd.execute(),
@@ -58,14 +63,11 @@ fn main() -> ExitCode {
 /// 128 + the signal that interrupted the host, or 0.
 static INTERRUPTED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// How long workers get to exit after SIGTERM when the host is interrupted.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Ctrl-C (SIGINT) or SIGTERM: stop every worker (SIGTERM, then SIGKILL after
-/// `SHUTDOWN_GRACE`) and exit 130 or 143, as a shell expects. A second signal while
+/// Ctrl-C (SIGINT) or SIGTERM: stop every worker (SIGTERM, then SIGKILL after `grace`,
+/// `--shutdown-timeout`) and exit 130 or 143, as a shell expects. A second signal while
 /// stopping kills the workers at once. Workers are in their own process groups, so a
 /// terminal's Ctrl-C reaches only the host, which stops them in order.
-fn stop_workers_on_signals() {
+fn stop_workers_on_signals(grace: std::time::Duration) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return;
@@ -87,7 +89,7 @@ fn stop_workers_on_signals() {
                 "wasmp: interrupted; stopping workers (again to force)"
             );
             std::thread::spawn(move || {
-                wasmp::shutdown_workers(SHUTDOWN_GRACE);
+                wasmp::shutdown_workers(grace);
                 std::process::exit(code);
             });
         }
