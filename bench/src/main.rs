@@ -430,6 +430,31 @@ fn python_pool(args: &[&str]) -> Result<serde_json::Map<String, serde_json::Valu
     python("pool_bench.py", args)
 }
 
+/// Seconds for `apply` trivial `apply_async` tasks, then for a `map` of `map` items.
+fn throughput(
+    pool: &wasmp::Pool,
+    probe: &wasmp::Component,
+    apply: usize,
+    map: u64,
+) -> Result<(f64, f64)> {
+    let none = Vec::<wasmp::Val>::new;
+    let applied = timed(|| {
+        let results = (0..apply)
+            .map(|_| pool.apply_async(probe, "noop", none()))
+            .collect::<Result<Vec<_>>>()?;
+        for r in results {
+            r.get()?;
+        }
+        Ok(())
+    })?;
+    let mapped = timed(|| {
+        let out = pool.map(probe, "square", 0..map, None)?;
+        anyhow::ensure!(out.len() as u64 == map, "map lost items");
+        Ok(())
+    })?;
+    Ok((applied, mapped))
+}
+
 /// Pools of two workers beside `multiprocessing.Pool(2)` and `ProcessPoolExecutor(2)`.
 fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
     use wasmp::{Pool, Val};
@@ -459,26 +484,9 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
 
         let pool = pool2()?;
         pool.apply(&probe, "noop", Vec::<Val>::new())?;
-        push(
-            "apply",
-            timed(|| {
-                let results = (0..APPLY)
-                    .map(|_| pool.apply_async(&probe, "noop", Vec::<Val>::new()))
-                    .collect::<Result<Vec<_>>>()?;
-                for r in results {
-                    r.get()?;
-                }
-                Ok(())
-            })?,
-        );
-        push(
-            "map",
-            timed(|| {
-                let out = pool.map(&probe, "square", 0..MAP, None)?;
-                anyhow::ensure!(out.len() as u64 == MAP);
-                Ok(())
-            })?,
-        );
+        let (apply, map) = throughput(&pool, &probe, APPLY, MAP)?;
+        push("apply", apply);
+        push("map", map);
         push(
             "cpu.parallel",
             timed(|| {
@@ -504,25 +512,9 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
             .reuse_instances(true)
             .build()?;
         reuse.apply(&probe, "noop", Vec::<Val>::new())?;
-        push(
-            "apply.reuse",
-            timed(|| {
-                let results = (0..APPLY)
-                    .map(|_| reuse.apply_async(&probe, "noop", Vec::<Val>::new()))
-                    .collect::<Result<Vec<_>>>()?;
-                for r in results {
-                    r.get()?;
-                }
-                Ok(())
-            })?,
-        );
-        push(
-            "map.reuse",
-            timed(|| {
-                reuse.map(&probe, "square", 0..MAP, None)?;
-                Ok(())
-            })?,
-        );
+        let (apply, map) = throughput(&reuse, &probe, APPLY, MAP)?;
+        push("apply.reuse", apply);
+        push("map.reuse", map);
         drop(reuse);
         let serial = Pool::builder(runtime).processes(1).build()?;
         serial.apply(&probe, "noop", Vec::<Val>::new())?;

@@ -48,6 +48,7 @@ mod runtime;
 mod signature;
 mod standby;
 mod supervisor;
+mod sync;
 mod task;
 mod value;
 mod worker;

@@ -592,6 +592,15 @@ impl Pool {
         calls: Vec<(Component, String, Vec<String>)>,
         chunked: bool,
     ) -> Result<Vec<AsyncResult>> {
+        // Resolved before taking the lock: a fuel-metered variant may need compiling, and a
+        // failure must leave nothing half-queued.
+        let calls = calls
+            .into_iter()
+            .map(|(component, export, args)| {
+                let cwasm = component.cwasm_for(&self.shared.config.limits)?;
+                Ok((component, cwasm, export, args))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let chunk = chunked.then(|| self.shared.next_id.fetch_add(1, Ordering::Relaxed));
         let mut state = self.shared.lock();
         if state.closed || state.terminating {
@@ -601,8 +610,7 @@ impl Pool {
             bail!("the pool is broken: {reason}");
         }
         let mut results = Vec::with_capacity(calls.len());
-        for (component, export, args) in calls {
-            let cwasm = component.cwasm_for(&self.shared.config.limits)?;
+        for (component, cwasm, export, args) in calls {
             let slot = Slot::new();
             results.push(AsyncResult::new(slot.clone()));
             state.tasks.push_back(Task {
@@ -670,20 +678,7 @@ impl Pool {
     pub fn wait_idle(&self, timeout: Option<Duration>) -> bool {
         let busy = |state: &mut PoolState| state.outstanding > 0;
         let state = self.shared.lock();
-        let state = match timeout {
-            None => self
-                .shared
-                .idle
-                .wait_while(state, busy)
-                .unwrap_or_else(|e| e.into_inner()),
-            Some(timeout) => {
-                self.shared
-                    .idle
-                    .wait_timeout_while(state, timeout, busy)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
+        let state = crate::sync::wait_while(&self.shared.idle, state, timeout, busy);
         state.outstanding == 0
     }
 }

@@ -115,18 +115,7 @@ impl Shared {
     pub(crate) fn wait_status(&self, timeout: Option<Duration>) -> Option<ExitStatus> {
         let running = |state: &mut Finished| state.status.is_none();
         let state = self.lock();
-        let state = match timeout {
-            None => self
-                .done
-                .wait_while(state, running)
-                .unwrap_or_else(|e| e.into_inner()),
-            Some(timeout) => {
-                self.done
-                    .wait_timeout_while(state, timeout, running)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
+        let state = crate::sync::wait_while(&self.done, state, timeout, running);
         state.status.clone()
     }
 }

@@ -122,18 +122,7 @@ impl Slot {
     fn wait(&self, timeout: Option<Duration>) -> Option<TaskResult> {
         let pending = |state: &mut SlotState| state.result.is_none();
         let state = self.lock();
-        let state = match timeout {
-            None => self
-                .done
-                .wait_while(state, pending)
-                .unwrap_or_else(|e| e.into_inner()),
-            Some(timeout) => {
-                self.done
-                    .wait_timeout_while(state, timeout, pending)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
+        let state = crate::sync::wait_while(&self.done, state, timeout, pending);
         state.result.clone()
     }
 
