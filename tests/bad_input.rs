@@ -53,12 +53,15 @@ fn invalid_wasm_exits_65() {
 }
 
 #[test]
-fn a_core_module_exits_65_and_says_how_to_convert_it() {
+fn a_core_module_with_imports_wasmp_cannot_provide_exits_65_naming_them() {
+    // (module (type (func)) (import "env" "foo" (func (type 0))))
+    let module = b"\0asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\
+                   \x02\x0b\x01\x03env\x03foo\x00\x00";
     let path = scratch("core-module").join("core.wasm");
-    std::fs::write(&path, b"\0asm\x01\x00\x00\x00").unwrap();
+    std::fs::write(&path, module).unwrap();
     let out = wasmp(&["run", path.to_str().unwrap()]);
-    assert_refused(&out, 65, "core WebAssembly module, not a component");
-    assert_refused(&out, 65, "wasm-tools component new");
+    assert_refused(&out, 65, "this core module imports from env");
+    assert_refused(&out, 65, "may import wasi_snapshot_preview1");
 }
 
 #[test]

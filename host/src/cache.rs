@@ -5,6 +5,7 @@
 //! file could have been written by someone else, so the cache directory must be private
 //! (mode 0700, owned by us) and entries are only ever created by [`CompileCache::compile`].
 
+use std::borrow::Cow;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -13,8 +14,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use tracing::debug;
 use wasmtime::Engine;
 
+use crate::adapt;
 use crate::error::{InputError, InputErrorKind};
 
 /// Where compiled components are kept.
@@ -70,12 +73,27 @@ impl CompileCache {
 
     /// Returns the path of the compiled form of `wasm`, compiling it if it is not cached yet,
     /// and whether this call compiled it.
+    ///
+    /// `wasm` is a component or a WASI preview-1 core module; a core module is adapted into
+    /// a component first ([`crate::adapt`]), so a cache hit skips the adaptation too.
     pub(crate) fn compile(&self, engine: &Engine, wasm: &[u8]) -> Result<(PathBuf, bool)> {
-        let path = self.dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
+        let core = wasmparser::Parser::is_core_wasm(wasm);
+        let adapter = core.then(adapt::adapter_fingerprint).unwrap_or_default();
+        let path = self
+            .dir
+            .join(format!("{}.cwasm", cache_key(engine, wasm, adapter)));
         if path.exists() {
             return Ok((path, false));
         }
-        let compiled = engine.precompile_component(wasm).map_err(|e| {
+        let component = if core {
+            let started = std::time::Instant::now();
+            let component = adapt::module_to_component(wasm)?;
+            debug!(elapsed = ?started.elapsed(), "adapted a preview-1 core module");
+            Cow::Owned(component)
+        } else {
+            Cow::Borrowed(wasm)
+        };
+        let compiled = engine.precompile_component(&component).map_err(|e| {
             // Validation happens while compiling: its errors name the offending offset.
             InputError::new(InputErrorKind::InvalidWasm, format!("{e:?}"))
         })?;
@@ -97,12 +115,14 @@ impl CompileCache {
     }
 }
 
-/// hash(wasm bytes, wasmtime version, engine settings): a change to any of them is a miss.
-fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+/// hash(wasm bytes, adapter, wasmtime version, engine settings): a change to any of them is
+/// a miss.
+fn cache_key(engine: &Engine, wasm: &[u8], adapter: &[u8]) -> String {
     let mut settings = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut settings);
     let mut digest = Sha256::new();
     digest.update(wasm);
+    digest.update(adapter);
     digest.update(settings.finish().to_le_bytes());
     digest.update(env!("CARGO_PKG_VERSION").as_bytes());
     digest

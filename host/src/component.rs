@@ -2,8 +2,8 @@
 //! that runs it.
 //!
 //! Everything that can be wrong with a component is found here, before a worker is
-//! spawned: a missing file, bytes that are not wasm, a core module where a component is
-//! expected, an import wasmp does not provide, an export that is not there, arguments of
+//! spawned: a missing file, bytes that are not wasm, a core module that cannot be adapted
+//! into a component, an import wasmp does not provide, an export that is not there, arguments of
 //! the wrong count or type.
 
 use std::collections::BTreeMap;
@@ -364,7 +364,7 @@ impl Component {
     }
 }
 
-/// Tells apart "not wasm at all" and "a core module" before the compiler's messages do.
+/// Tells "not wasm at all" from wasm before the compiler's messages do.
 fn check_header(bytes: &[u8]) -> Result<()> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return input_error(
@@ -377,15 +377,6 @@ fn check_header(bytes: &[u8]) -> Result<()> {
                     format!("{} bytes", bytes.len())
                 }
             ),
-        );
-    }
-    if wasmparser::Parser::is_core_wasm(bytes) {
-        return input_error(
-            InputErrorKind::NotAComponent,
-            "this is a core WebAssembly module, not a component; build the guest for \
-             wasm32-wasip2 (cargo build --target wasm32-wasip2), or convert a WASI preview-1 \
-             module with `wasm-tools component new module.wasm --adapt \
-             wasi_snapshot_preview1.command.wasm -o component.wasm`",
         );
     }
     Ok(())

@@ -21,7 +21,8 @@ pub enum InputErrorKind {
     NotFound,
     /// The bytes are not valid WebAssembly.
     InvalidWasm,
-    /// A core module was given where a component is expected.
+    /// A core module that cannot be made into a component (wasmp adapts WASI preview-1
+    /// modules; this one does not fit the adapter, and the message says why).
     NotAComponent,
     /// The component does not export what was asked for (a function, or `wasi:cli/run`).
     MissingExport,

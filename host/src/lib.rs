@@ -1,6 +1,6 @@
 //! Python's `multiprocessing`, rebuilt for WebAssembly.
 //!
-//! Workers are WASI components; each runs in its own OS child process, sandboxed by
+//! Workers are WASI components (or WASI preview-1 core modules, adapted once); each runs in its own OS child process, sandboxed by
 //! wasmtime inside and by the OS outside (no inherited fds, no environment, killed with the
 //! host). The names follow Python's: a [`Process`] is started and joined; it gets a pid and
 //! its parent's pid.
@@ -27,6 +27,7 @@
 
 #![deny(missing_docs)]
 
+mod adapt;
 mod broker;
 mod cache;
 mod component;
