@@ -15,9 +15,10 @@
 //!
 //! One deliberate difference from the stock adapter: its `proc_exit(n)` reports every
 //! `n != 0` as 1 (preview 2's `exit` takes a bare result), while `wasmtime run` runs core
-//! modules with a native preview-1 layer that keeps `n`. wasmp routes the module's
-//! `proc_exit` import straight to `wasi:cli/exit.exit-with-code` (same core signature), so a
-//! C `return 3;` from `main` exits 3 as it does under `wasmtime run`.
+//! modules with a native preview-1 layer that keeps `n` (and refuses `n >= 126`). wasmp
+//! routes the module's `proc_exit` import to a host function of its own with the same core
+//! signature and wasmtime's semantics ([`PROC_EXIT_INTERFACE`]), so a C `return 3;` from
+//! `main` exits 3 as it does under `wasmtime run`.
 //!
 //! And one repair: wasm-ld (before wasi-libc started calling constructors from `_start`
 //! itself, e.g. Debian 12's clang 14 + wasi-libc) wraps every export of a command in
@@ -42,11 +43,15 @@ use crate::error::{InputError, InputErrorKind};
 
 /// The guest contract, embedded into modules that import it without carrying its types.
 const WORKER_WIT: &str = include_str!("../../wit/worker.wit");
-/// `wasi:cli/exit` with `exit-with-code`, the target of the `proc_exit` route.
-const EXIT_WIT: &str = include_str!("../../wit/deps/cli/exit.wit");
-/// The core import `proc_exit` becomes.
-const EXIT_MODULE: &str = "wasi:cli/exit@0.2.12";
-const EXIT_WITH_CODE: &str = "exit-with-code";
+/// The host interface a core module's `proc_exit` is routed to: preview-1's exit with its
+/// status kept, which neither the adapter nor `wasi:cli/exit` (a `u8`) can carry.
+pub(crate) const PROC_EXIT_INTERFACE: &str = "wasmp:core-module/exit@0.1.0";
+pub(crate) const PROC_EXIT: &str = "proc-exit";
+const CORE_MODULE_WIT: &str = "package wasmp:core-module@0.1.0;
+interface exit {
+  proc-exit: func(status: u32);
+}
+";
 /// The allocator the host calls to hand lists to the guest, and wasm-ld's wrapper of it.
 const REALLOC: &str = "cabi_realloc";
 const REALLOC_WRAPPER: &str = "cabi_realloc.command_export";
@@ -79,12 +84,14 @@ struct ModuleShape {
 ///
 /// # Errors
 ///
-/// An [`InputErrorKind::UnsatisfiedImport`] error when the module imports from modules other
-/// than `wasi_snapshot_preview1` and `wasmp:worker/…`, an [`InputErrorKind::NotAComponent`]
+/// An [`InputErrorKind::UnsatisfiedImport`] error when a module without wit-bindgen types
+/// imports from modules other than `wasi_snapshot_preview1` and `wasmp:worker/…`, an [`InputErrorKind::NotAComponent`]
 /// error when the adapter cannot wrap it (the message says why).
 pub(crate) fn module_to_component(module: &[u8]) -> Result<Vec<u8>> {
     let shape = inspect(module)?;
-    if !shape.foreign_imports.is_empty() {
+    // With wit-bindgen's types aboard, any import is described and the linker check after
+    // compiling names what wasmp lacks; without them, only the two known sets can be typed.
+    if !shape.has_component_type && !shape.foreign_imports.is_empty() {
         return Err(InputError::new(
             InputErrorKind::UnsatisfiedImport,
             format!(
@@ -132,7 +139,7 @@ pub(crate) fn adapter_fingerprint() -> &'static [u8] {
         digest.update(WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER);
         digest.update(WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER);
         digest.update(WORKER_WIT);
-        digest.update(EXIT_WIT);
+        digest.update(CORE_MODULE_WIT);
         digest.finalize().to_vec()
     })
 }
@@ -211,32 +218,25 @@ fn inspect(module: &[u8]) -> Result<ModuleShape> {
     Ok(shape)
 }
 
-/// Embeds the WIT types of the imports wasmp adds or the module lacks: `wasi:cli/exit` for
-/// the `proc_exit` route, the `wasmp:worker/worker` world for modules importing it bare.
-/// wit-component merges this section with any the module already carries.
+/// Embeds the WIT types of the imports wasmp adds or the module lacks: the `proc_exit`
+/// route, the `wasmp:worker/worker` world for modules importing it bare. wit-component
+/// merges this section with any the module already carries.
 fn embed_world(module: &mut Vec<u8>, worker: bool, exit: bool) -> Result<()> {
     let mut resolve = wit_parser::Resolve::default();
-    let mut packages = Vec::new();
-    packages.push(
-        resolve
-            .push_str("worker.wit", WORKER_WIT)
-            .context("the built-in wasmp:worker WIT does not parse")?,
-    );
-    packages.push(
-        resolve
-            .push_str("exit.wit", EXIT_WIT)
-            .context("the built-in wasi:cli/exit WIT does not parse")?,
-    );
-    let mut world = String::from("package wasmp:core-module;\nworld core-module {\n");
+    resolve
+        .push_str("worker.wit", WORKER_WIT)
+        .context("the built-in wasmp:worker WIT does not parse")?;
+    let mut wit = String::from(CORE_MODULE_WIT);
+    wit.push_str("world core-module {\n");
     if worker {
-        world.push_str("  include wasmp:worker/worker@0.1.0;\n");
+        wit.push_str("  include wasmp:worker/worker@0.1.0;\n");
     }
     if exit {
-        world.push_str("  import wasi:cli/exit@0.2.12;\n");
+        wit.push_str("  import exit;\n");
     }
-    world.push('}');
+    wit.push('}');
     let package = resolve
-        .push_str("core-module.wit", &world)
+        .push_str("core-module.wit", &wit)
         .context("the core-module world does not parse")?;
     let world = resolve.select_world(&[package], Some("core-module"))?;
     wit_component::embed_component_metadata(
@@ -247,8 +247,17 @@ fn embed_world(module: &mut Vec<u8>, worker: bool, exit: bool) -> Result<()> {
     )
 }
 
-/// Rewrites the import `wasi_snapshot_preview1.proc_exit` as
-/// `wasi:cli/exit@0.2.12.exit-with-code` (both take one `i32` and never return), and points
+/// What the routed `proc_exit(status)` does, as `wasmtime run`'s preview-1 layer: exit with
+/// `status` below 126; above, fail with wasmtime's message.
+pub(crate) fn proc_exit(status: u32) -> wasmtime::Error {
+    match i32::try_from(status) {
+        Ok(code) if code < 126 => wasmtime::format_err!(wasmtime_wasi::I32Exit(code)),
+        _ => wasmtime::format_err!("exit with invalid exit status outside of [0..126)"),
+    }
+}
+
+/// Rewrites the import `wasi_snapshot_preview1.proc_exit` as [`PROC_EXIT_INTERFACE`]'s
+/// `proc-exit` (both take one `i32` and never return), and points
 /// a wrapped `cabi_realloc` export back at the function it wraps.
 fn rewrite(module: &[u8], shape: &ModuleShape) -> Result<Vec<u8>> {
     struct Rewrite {
@@ -267,7 +276,7 @@ fn rewrite(module: &[u8], shape: &ModuleShape) -> Result<Vec<u8>> {
                 if import.module == WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME
                     && import.name == "proc_exit"
                 {
-                    imports.import(EXIT_MODULE, EXIT_WITH_CODE, self.entity_type(import.ty)?);
+                    imports.import(PROC_EXIT_INTERFACE, PROC_EXIT, self.entity_type(import.ty)?);
                 } else {
                     reencode::utils::parse_import(self, imports, import)?;
                 }

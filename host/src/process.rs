@@ -58,6 +58,8 @@ pub struct Process {
     component: Component,
     name: String,
     entry: EntryConfig,
+    /// `argv[0]` of a command when not the name.
+    argv0: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     dirs: Vec<DirGrant>,
@@ -132,6 +134,7 @@ impl Process {
             component: component.clone(),
             name: next_name(),
             entry: EntryConfig::Main,
+            argv0: None,
             args: Vec::new(),
             env: Vec::new(),
             dirs: Vec::new(),
@@ -146,10 +149,17 @@ impl Process {
     }
 
     /// Names the process; the guest sees it through `wasmp_guest::process::name()`, and
-    /// it is `argv[0]` of a command.
+    /// it is `argv[0]` of a command unless [`argv0`](Process::argv0) says otherwise.
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets `argv[0]` of a command (`wasmtime run --argv0`); by default it is the name.
+    #[must_use]
+    pub fn argv0(mut self, argv0: impl Into<String>) -> Self {
+        self.argv0 = Some(argv0.into());
         self
     }
 
@@ -336,7 +346,7 @@ impl Process {
             dir.check()?;
         }
         let mut argv = Vec::with_capacity(self.args.len() + 1);
-        argv.push(self.name.clone());
+        argv.push(self.argv0.clone().unwrap_or_else(|| self.name.clone()));
         argv.extend(self.args.iter().cloned());
         let spec = StartSpec {
             grants: Grants {

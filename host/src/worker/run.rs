@@ -362,7 +362,8 @@ fn classify(error: wasmtime::Error) -> Outcome {
 fn describe_trap(error: &wasmtime::Error) -> String {
     let cause = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
-        None => format!("{error:#}"),
+        // A host function's own error (the backtrace is attached as context around it).
+        None => error.root_cause().to_string(),
     };
     match error.downcast_ref::<WasmBacktrace>() {
         Some(backtrace) if !backtrace.frames().is_empty() => format!("{cause}\n{backtrace}"),

@@ -37,7 +37,8 @@ impl WasiView for WorkerState {
     }
 }
 
-/// The linker every worker instantiates against: WASI p2 and `wasmp:worker`.
+/// The linker every worker instantiates against: WASI p2, `wasmp:worker`, and the
+/// `proc_exit` route of adapted preview-1 modules.
 ///
 /// The host builds it too, without running anything, to check a component's imports
 /// before spawning a worker for it.
@@ -45,6 +46,12 @@ pub(crate) fn new_linker(engine: &Engine) -> anyhow::Result<Linker<WorkerState>>
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Worker::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    linker
+        .instance(crate::adapt::PROC_EXIT_INTERFACE)?
+        .func_wrap(
+            crate::adapt::PROC_EXIT,
+            |_, (status,): (u32,)| -> wasmtime::Result<()> { Err(crate::adapt::proc_exit(status)) },
+        )?;
     Ok(linker)
 }
 

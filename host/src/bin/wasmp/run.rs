@@ -27,9 +27,13 @@ pub(crate) struct RunCommand {
     #[arg(long, value_name = "CALL")]
     invoke: Option<String>,
 
-    /// The worker's name (what `process::name()` answers; argv[0] of a command).
+    /// The worker's name (what `process::name()` answers); defaults to the file's stem.
     #[arg(long)]
     name: Option<String>,
+
+    /// argv[0] of a command; defaults to the component's file name, as `wasmtime run` does.
+    #[arg(long)]
+    argv0: Option<String>,
 
     #[command(flatten)]
     grants: GrantOptions,
@@ -62,8 +66,14 @@ impl RunCommand {
             .name
             .clone()
             .unwrap_or_else(|| component.name().to_string());
+        let argv0 = self.argv0.clone().unwrap_or_else(|| {
+            self.component
+                .file_name()
+                .map_or_else(|| name.clone(), |file| file.to_string_lossy().into_owned())
+        });
         let mut process = Process::new(&component)
             .name(&name)
+            .argv0(argv0)
             .stdout(Output::Inherit)
             .stderr(Output::Inherit);
         process = match &self.invoke {
