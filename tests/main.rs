@@ -10,13 +10,14 @@ mod hostile;
 mod orphans;
 mod pool;
 mod process;
+mod python;
 mod queue;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmp::{Component, ExitStatus, Process, Runtime};
@@ -44,13 +45,19 @@ pub(crate) fn runtime() -> &'static Runtime {
     })
 }
 
-/// Loads a guest once per test binary.
+/// Loads a guest once per test binary. Different guests load concurrently (a Python
+/// component takes seconds to compile in a debug build).
 pub(crate) fn guest(path: &str) -> Component {
-    static LOADED: OnceLock<Mutex<HashMap<String, Component>>> = OnceLock::new();
-    let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap();
-    loaded
+    type Slot = Arc<OnceLock<Component>>;
+    static LOADED: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+    let slot = LOADED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
         .entry(path.to_string())
-        .or_insert_with(|| runtime().load(path).unwrap_or_else(|e| panic!("{e:#}")))
+        .or_default()
+        .clone();
+    slot.get_or_init(|| runtime().load(path).unwrap_or_else(|e| panic!("{e:#}")))
         .clone()
 }
 
