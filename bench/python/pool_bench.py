@@ -1,7 +1,7 @@
 """multiprocessing.Pool and concurrent.futures.ProcessPoolExecutor doing the pool rows.
 
 Usage: python3 pool_bench.py start
-       python3 pool_bench.py apply COUNT
+       python3 pool_bench.py apply COUNT [square]
        python3 pool_bench.py map COUNT
        python3 pool_bench.py cpu TASKS ROUNDS
 Prints {"pool": seconds, "executor": seconds} (cpu: also "serial").
@@ -54,17 +54,19 @@ def main():
         out = {"pool": timed(pool), "executor": timed(executor)}
     elif mode == "apply":
         count = int(sys.argv[2])
+        # `square` (7 * 7) matches the Python guest's task; the default is a no-op.
+        task, args = (square, (7,)) if sys.argv[3:] == ["square"] else (noop, ())
         with ctx.Pool(WORKERS) as p:
             p.apply_async(noop).get()
             def run():
-                results = [p.apply_async(noop) for _ in range(count)]
+                results = [p.apply_async(task, args) for _ in range(count)]
                 for r in results:
                     r.get()
             out["pool"] = timed(run)
         with ProcessPoolExecutor(WORKERS, mp_context=ctx) as e:
             e.submit(noop).result()
             def run():
-                futures = [e.submit(noop) for _ in range(count)]
+                futures = [e.submit(task, *args) for _ in range(count)]
                 for f in futures:
                     f.result()
             out["executor"] = timed(run)

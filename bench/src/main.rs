@@ -45,7 +45,11 @@ fn main() -> Result<()> {
             "pool".into(),
             "scale".into(),
         ];
+        if wasmp_artifacts::PY_PROBE.is_ok() {
+            rows.push("python-guest".into());
+        }
     }
+    let mut notes: Vec<String> = Vec::new();
     let runtime = Runtime::new()?;
     let mut table = Vec::new();
     for row in &rows {
@@ -54,10 +58,19 @@ fn main() -> Result<()> {
             "queue" => table.extend(queue_rows(&runtime, rounds)?),
             "pool" => table.extend(pool_rows(&runtime, rounds)?),
             "scale" => table.extend(scale_rows(&runtime)?),
-            other => bail!("unknown row {other:?}; rows: process, queue, pool, scale"),
+            "python-guest" => table.extend(python_guest_rows(&runtime, rounds, &mut notes)?),
+            other => {
+                bail!("unknown row {other:?}; rows: process, queue, pool, scale, python-guest")
+            }
         }
     }
-    let markdown = table_markdown(&table);
+    let mut markdown = table_markdown(&table);
+    for note in &notes {
+        markdown.push_str(&format!("\n- {note}"));
+    }
+    if !notes.is_empty() {
+        markdown.push('\n');
+    }
     print!("{markdown}");
     if let Some(path) = json_path {
         let rows: Vec<serde_json::Value> = table
@@ -291,6 +304,109 @@ fn process_row(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
         Line::time(what, cold, spawn, "spawn"),
         Line::time(standby, warm, fork, "fork"),
         Line::time(standby, warm, spawn, "spawn"),
+    ])
+}
+
+/// A Python worker (componentize-py: CPython inside, ≈18 MB) beside the same function under
+/// `multiprocessing`: a Process start → join and pool task rates; the one-time compile and
+/// the cached load go to `notes` (Python has no such step to compare with).
+fn python_guest_rows(
+    runtime: &Runtime,
+    rounds: usize,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Line>> {
+    use wasmp::Pool;
+    const PER_ROUND: usize = 10;
+    const TASKS: usize = 2_000;
+    let path = wasmp_artifacts::PY_PROBE
+        .map_err(|why| anyhow::anyhow!("the Python guest was not built: {why}"))?;
+    let size = std::fs::metadata(path)?.len();
+    let cold_cache = std::env::temp_dir().join(format!("wasmp-bench-py-{}", std::process::id()));
+    let compile = timed(|| {
+        Runtime::builder()
+            .cache_dir(&cold_cache)
+            .build()?
+            .load(path)?;
+        Ok(())
+    })?;
+    let cached = timed(|| {
+        Runtime::builder()
+            .cache_dir(&cold_cache)
+            .build()?
+            .load(path)?;
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(&cold_cache);
+    notes.push(format!(
+        "Python guest ({:.1} MB component): one-time compile {:.2} s; later loads from the \
+         compile cache {:.1} ms",
+        size as f64 / 1e6,
+        compile,
+        cached * 1e3
+    ));
+    let probe = runtime.load(path)?;
+    let start_join = || -> Result<Duration> {
+        let started = Instant::now();
+        let mut p = Process::new(&probe).invoke("square", [7u64]);
+        p.start()?;
+        let status = p.join()?;
+        anyhow::ensure!(status.success(), "square(7): {status}");
+        Ok(started.elapsed())
+    };
+    start_join()?;
+    let tasks = |pool: &Pool| -> Result<f64> {
+        pool.apply(&probe, "square", [7u64])?;
+        timed(|| {
+            let results = (0..TASKS)
+                .map(|_| pool.apply_async(&probe, "square", [7u64]))
+                .collect::<Result<Vec<_>>>()?;
+            for r in results {
+                r.get()?;
+            }
+            Ok(())
+        })
+    };
+    let (mut process, mut fork, mut spawn) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut fresh, mut reused, mut py_pool) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for _ in 0..PER_ROUND {
+            process.push(start_join()?);
+        }
+        let py = python("process.py", &[&PER_ROUND.to_string(), "fork"])?;
+        fork.extend(seconds(&py["fork"]));
+        let py = python("process.py", &["4", "spawn"])?;
+        spawn.extend(seconds(&py["spawn"]));
+        fresh.push(tasks(&Pool::builder(runtime).processes(2).build()?)?);
+        reused.push(tasks(
+            &Pool::builder(runtime)
+                .processes(2)
+                .reuse_instances(true)
+                .build()?,
+        )?);
+        let py = python_pool(&["apply", &TASKS.to_string(), "square"])?;
+        py_pool.push(py["pool"].as_f64().unwrap_or(f64::NAN));
+    }
+    let what = "Python guest: Process start → join, square(7)";
+    let (process, fork, spawn) = (median(process), median(fork), median(spawn));
+    let rate = |secs: Vec<f64>| TASKS as f64 / median_f64(secs);
+    let py_rate = rate(py_pool);
+    Ok(vec![
+        Line::time(what, process, fork, "fork (no-op)"),
+        Line::time(what, process, spawn, "spawn (no-op)"),
+        Line::rate(
+            "Python guest, pool of 2: apply_async square(7), fresh instance per task",
+            rate(fresh),
+            py_rate,
+            "Pool",
+            "tasks/s",
+        ),
+        Line::rate(
+            "Python guest, pool of 2: apply_async square(7), reuse_instances(true)",
+            rate(reused),
+            py_rate,
+            "Pool",
+            "tasks/s",
+        ),
     ])
 }
 

@@ -210,10 +210,10 @@ fn inspect(module: &[u8]) -> Result<ModuleShape> {
             _ => {}
         }
     }
-    if let (Some(exported), Some(wrapped)) = (exported_realloc, realloc_by_name) {
-        if wrapper_by_name == Some(exported) {
-            shape.wrapped_realloc = Some((exported, wrapped));
-        }
+    if let (Some(exported), Some(wrapped)) = (exported_realloc, realloc_by_name)
+        && wrapper_by_name == Some(exported)
+    {
+        shape.wrapped_realloc = Some((exported, wrapped));
     }
     Ok(shape)
 }
@@ -289,10 +289,11 @@ fn rewrite(module: &[u8], shape: &ModuleShape) -> Result<Vec<u8>> {
             exports: &mut wasm_encoder::ExportSection,
             mut export: wasmparser::Export<'_>,
         ) -> Result<(), reencode::Error<Self::Error>> {
-            if let Some((wrapper, wrapped)) = self.wrapped_realloc {
-                if export.name == REALLOC && export.index == wrapper {
-                    export.index = wrapped;
-                }
+            if let Some((wrapper, wrapped)) = self.wrapped_realloc
+                && export.name == REALLOC
+                && export.index == wrapper
+            {
+                export.index = wrapped;
             }
             reencode::utils::parse_export(self, exports, export)
         }
