@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example tutorial
+//! cargo run --release --example tutorial -- --python   # the same programs written in Python
 //! ```
+//!
+//! With `--python` the workers are the Python versions in `guests/examples/python`,
+//! compiled to components by componentize-py (`pip install componentize-py==0.25.1`); the
+//! host side is the same, because a worker's language is invisible to it.
 //!
 //! This program is also its own worker program (the default): worker processes re-execute
 //! it, and `run_worker_if_requested` turns those into workers before `main` goes further.
@@ -14,10 +19,24 @@ use wasmp::{Output, Pool, Process, Queue, Runtime};
 fn main() -> Result<()> {
     wasmp::run_worker_if_requested();
     let runtime = Runtime::new()?;
+    let (process_guest, queue_guest) = if std::env::args().any(|a| a == "--python") {
+        let built = |guest: wasmp_artifacts::Optional| {
+            guest.map_err(|why| anyhow::anyhow!("the Python guests were not built: {why}"))
+        };
+        (
+            built(wasmp_artifacts::PY_TUTORIAL_PROCESS)?,
+            built(wasmp_artifacts::PY_TUTORIAL_QUEUE)?,
+        )
+    } else {
+        (
+            wasmp_artifacts::TUTORIAL_PROCESS,
+            wasmp_artifacts::TUTORIAL_QUEUE,
+        )
+    };
 
     println!("== 1. Process(target=func, args=(...)).start() / join()");
     println!("host pid {}", std::process::id());
-    let tutorial = runtime.load(wasmp_artifacts::TUTORIAL_PROCESS)?;
+    let tutorial = runtime.load(process_guest)?;
     let mut p1 = Process::new(&tutorial)
         .name("p1")
         .invoke("func1", ["func1...arg1", "func1...agr2"])
@@ -49,7 +68,7 @@ fn main() -> Result<()> {
 
     println!();
     println!("== 3. a writer and a reader sharing a Queue");
-    let tutorial = runtime.load(wasmp_artifacts::TUTORIAL_QUEUE)?;
+    let tutorial = runtime.load(queue_guest)?;
     let q = Queue::new("q"); // owned by the host, granted to both workers by name
     let mut pw = Process::new(&tutorial)
         .name("pw")
