@@ -3,7 +3,7 @@
 //! Most WASI toolchains (Rust's `wasm32-wasip1`, C with wasi-libc, Zig, TinyGo,
 //! AssemblyScript) still emit core modules importing `wasi_snapshot_preview1`. wasmp runs
 //! components only, so a core module is wrapped, once, with wasmtime's own preview-1
-//! adapter (the one `wasmtime run` uses for the same module, from the same release): the
+//! adapter (from the release wasmp runs on, so it matches the host's WASI 0.2): the
 //! *command* adapter when the module exports `_start` (a `main`), the *reactor* adapter
 //! otherwise. The result is then compiled and cached like any component, keyed on the
 //! module's bytes, so the adaptation runs on a cache miss only.
@@ -85,8 +85,9 @@ struct ModuleShape {
 /// # Errors
 ///
 /// An [`InputErrorKind::UnsatisfiedImport`] error when a module without wit-bindgen types
-/// imports from modules other than `wasi_snapshot_preview1` and `wasmp:worker/…`, an [`InputErrorKind::NotAComponent`]
-/// error when the adapter cannot wrap it (the message says why).
+/// imports from modules other than `wasi_snapshot_preview1` and `wasmp:worker/…`; an
+/// [`InputErrorKind::NotAComponent`] error when the adapter cannot wrap it (the message
+/// says why).
 pub(crate) fn module_to_component(module: &[u8]) -> Result<Vec<u8>> {
     let shape = inspect(module)?;
     // With wit-bindgen's types aboard, any import is described and the linker check after
@@ -152,7 +153,7 @@ fn not_adaptable(e: &anyhow::Error) -> anyhow::Error {
     .into()
 }
 
-fn invalid_module(e: wasmparser::BinaryReaderError) -> InputError {
+fn invalid_module(e: impl std::fmt::Display) -> InputError {
     InputError::new(
         InputErrorKind::InvalidWasm,
         format!("invalid core module: {e}"),
@@ -303,11 +304,6 @@ fn rewrite(module: &[u8], shape: &ModuleShape) -> Result<Vec<u8>> {
         wrapped_realloc: shape.wrapped_realloc,
     }
     .parse_core_module(&mut encoded, Parser::new(0), module)
-    .map_err(|e| {
-        InputError::new(
-            InputErrorKind::InvalidWasm,
-            format!("invalid core module: {e}"),
-        )
-    })?;
+    .map_err(invalid_module)?;
     Ok(encoded.finish())
 }
