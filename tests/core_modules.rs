@@ -10,46 +10,19 @@ use wasmp_artifacts::{
 
 use crate::{WASMP, guest, join, run_with_deadline, runtime, scratch, stdout_of, wasmp};
 
-const TUTORIAL_READ: &str =
-    "read start...\nread value A\nread value B\nread value C\nread value D\nread end...\n";
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
 fn a_wasip1_rust_guest_reaches_the_sdk_process_identity() {
-    let mut p = Process::new(&guest(TUTORIAL_PROCESS_P1))
-        .invoke("func1", ["a", "b"])
-        .stdout(Output::Capture);
-    p.start().unwrap();
-    let pid = p.pid().unwrap();
-    assert_eq!(join(&mut p), ExitStatus::Exited(0));
-    let line = format!(
-        "this is func1 with args: a, b---{pid}---{}",
-        std::process::id()
-    );
-    assert_eq!(stdout_of(&p), format!("{line}\n{line}\n{line}\n"));
+    crate::tutorial::processes(&guest(TUTORIAL_PROCESS_P1));
 }
 
 #[test]
 fn the_wasip1_tutorial_writer_feeds_the_wasip2_reader_through_one_queue() {
-    let q = Queue::new("q");
-    let mut writer = Process::new(&guest(TUTORIAL_QUEUE_P1))
-        .invoke("writer", ["q"])
-        .queue(&q)
-        .stdout(Output::Capture);
-    let mut reader = Process::new(&guest(TUTORIAL_QUEUE))
-        .invoke("reader", ["q"])
-        .queue(&q)
-        .stdout(Output::Capture);
-    writer.start().unwrap();
-    reader.start().unwrap();
-    assert_eq!(join(&mut writer), ExitStatus::Exited(0));
-    q.close();
-    assert_eq!(join(&mut reader), ExitStatus::Exited(0));
-    assert_eq!(stdout_of(&writer), "write start...\nwrite end...\n");
-    assert_eq!(stdout_of(&reader), TUTORIAL_READ);
+    crate::tutorial::writer_and_reader(&guest(TUTORIAL_QUEUE_P1), &guest(TUTORIAL_QUEUE));
+    crate::tutorial::writer_and_reader(&guest(TUTORIAL_QUEUE), &guest(TUTORIAL_QUEUE_P1));
 }
 
 /// The queue calls of `tests/queue.rs` made by `probe`, one process per call, on one
@@ -184,7 +157,7 @@ fn the_c_tutorial_writer_and_reader_share_a_queue() {
     );
     assert_eq!(
         stdout_of(&reader),
-        TUTORIAL_READ.replace("read start...", "read start... (c-reader)")
+        crate::tutorial::READ.replace("read start...", "read start... (c-reader)")
     );
 }
 
@@ -246,5 +219,5 @@ queues = ["q"]
         .filter_map(|l| l.strip_prefix("[reader "))
         .map(|l| format!("{}\n", l.split_once("] ").unwrap().1))
         .collect();
-    assert_eq!(read, TUTORIAL_READ);
+    assert_eq!(read, crate::tutorial::READ);
 }

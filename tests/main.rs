@@ -12,6 +12,7 @@ mod pool;
 mod process;
 mod python;
 mod queue;
+mod tutorial;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -21,22 +21,12 @@ fn none() -> Vec<Val> {
 
 #[test]
 fn tutorial_second_program_apply_async_close_join() {
-    let tutorial = guest(TUTORIAL_PROCESS);
     let pool = Pool::new(runtime()).unwrap();
     assert_eq!(
         pool.size(),
         std::thread::available_parallelism().unwrap().get()
     );
-    let r1 = pool
-        .apply_async(&tutorial, "func1", ["func1...arg1", "func1...agr2"])
-        .unwrap();
-    let r2 = pool
-        .apply_async(&tutorial, "func2", ["func2...arg1...", "func1...agr2..."])
-        .unwrap();
-    pool.close();
-    pool.join().unwrap();
-    assert_eq!(r1.successful(), Some(true));
-    assert_eq!(r2.get(), Ok(vec![]));
+    crate::tutorial::pool_tasks(&pool, &guest(TUTORIAL_PROCESS));
     assert_eq!(pool.stats().succeeded, 2);
 }
 

@@ -16,31 +16,7 @@ fn probe(args: &[&str]) -> Process {
 
 #[test]
 fn tutorial_first_program_runs_two_processes_with_their_own_pids() {
-    let tutorial = guest(TUTORIAL_PROCESS);
-    let mut p1 = Process::new(&tutorial)
-        .invoke("func1", ["func1...arg1", "func1...agr2"])
-        .stdout(Output::Capture);
-    let mut p2 = Process::new(&tutorial)
-        .invoke("func2", ["func2...arg1...", "func1...agr2..."])
-        .stdout(Output::Capture);
-    p1.start().unwrap();
-    p2.start().unwrap();
-    assert_eq!(join(&mut p1), ExitStatus::Exited(0));
-    assert_eq!(join(&mut p2), ExitStatus::Exited(0));
-
-    let host = std::process::id();
-    let (pid1, pid2) = (p1.pid().unwrap(), p2.pid().unwrap());
-    assert_ne!(pid1, pid2, "each worker is its own OS process");
-    for (process, func, args, pid) in [
-        (&p1, "func1", "func1...arg1, func1...agr2", pid1),
-        (&p2, "func2", "func2...arg1..., func1...agr2...", pid2),
-    ] {
-        let out = stdout_of(process);
-        let expected = format!("this is {func} with args: {args}---{pid}---{host}");
-        assert_eq!(out.lines().count(), 3, "{out}");
-        assert!(out.lines().all(|line| line == expected), "{out}");
-        assert_ne!(pid, host);
-    }
+    crate::tutorial::processes(&guest(TUTORIAL_PROCESS));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use wasmp::{ExitStatus, Output, Pool, Process, Queue, TaskError, Val};
 use wasmp_artifacts::{PY_PROBE, PY_TUTORIAL_PROCESS, PY_TUTORIAL_QUEUE, TUTORIAL_QUEUE, optional};
 
-use crate::{guest, join, runtime, stdout_of};
+use crate::{guest, join, runtime};
 
 fn python(guest: wasmp_artifacts::Optional, what: &str) -> Option<wasmp::Component> {
     optional(guest, what).map(crate::guest)
@@ -14,71 +14,26 @@ fn python(guest: wasmp_artifacts::Optional, what: &str) -> Option<wasmp::Compone
 
 #[test]
 fn tutorial_one_python_processes_print_their_pid_and_the_hosts() {
-    let Some(tutorial) = python(PY_TUTORIAL_PROCESS, "the Python tutorial, section 1") else {
-        return;
-    };
-    let mut p1 = Process::new(&tutorial)
-        .invoke("func1", ["func1...arg1", "func1...agr2"])
-        .stdout(Output::Capture);
-    let mut p2 = Process::new(&tutorial)
-        .invoke("func2", ["func2...arg1...", "func1...agr2..."])
-        .stdout(Output::Capture);
-    p1.start().unwrap();
-    p2.start().unwrap();
-    let (pid1, pid2) = (p1.pid().unwrap(), p2.pid().unwrap());
-    assert_eq!(join(&mut p1), ExitStatus::Exited(0));
-    assert_eq!(join(&mut p2), ExitStatus::Exited(0));
-    let host = std::process::id();
-    let line1 = format!("this is func1 with args: func1...arg1, func1...agr2---{pid1}---{host}\n");
-    let line2 =
-        format!("this is func2 with args: func2...arg1..., func1...agr2...---{pid2}---{host}\n");
-    assert_eq!(stdout_of(&p1), line1.repeat(3));
-    assert_eq!(stdout_of(&p2), line2.repeat(3));
+    if let Some(tutorial) = python(PY_TUTORIAL_PROCESS, "the Python tutorial, section 1") {
+        crate::tutorial::processes(&tutorial);
+    }
 }
 
 #[test]
 fn tutorial_two_python_functions_as_pool_tasks_then_close_and_join() {
-    let Some(tutorial) = python(PY_TUTORIAL_PROCESS, "the Python tutorial, section 2") else {
-        return;
-    };
-    let pool = Pool::builder(runtime()).processes(2).build().unwrap();
-    let r1 = pool
-        .apply_async(&tutorial, "func1", ["func1...arg1", "func1...agr2"])
-        .unwrap();
-    let r2 = pool
-        .apply_async(&tutorial, "func2", ["func2...arg1...", "func1...agr2..."])
-        .unwrap();
-    pool.close();
-    pool.join().unwrap();
-    assert_eq!(r1.get(), Ok(vec![]));
-    assert_eq!(r2.get(), Ok(vec![]));
+    if let Some(tutorial) = python(PY_TUTORIAL_PROCESS, "the Python tutorial, section 2") {
+        let pool = Pool::builder(runtime()).processes(2).build().unwrap();
+        crate::tutorial::pool_tasks(&pool, &tutorial);
+    }
 }
 
 #[test]
-fn tutorial_three_python_writer_and_reader_and_a_rust_reader_share_queues() {
-    let Some(tutorial) = python(PY_TUTORIAL_QUEUE, "the Python tutorial, section 3") else {
-        return;
-    };
-    let expected =
-        "read start...\nread value A\nread value B\nread value C\nread value D\nread end...\n";
-    // Python writer → Python reader, then Python writer → Rust reader.
-    for reader_guest in [tutorial.clone(), guest(TUTORIAL_QUEUE)] {
-        let q = Queue::new("q");
-        let mut writer = Process::new(&tutorial)
-            .invoke("writer", ["q"])
-            .queue(&q)
-            .stdout(Output::Capture);
-        let mut reader = Process::new(&reader_guest)
-            .invoke("reader", ["q"])
-            .queue(&q)
-            .stdout(Output::Capture);
-        writer.start().unwrap();
-        reader.start().unwrap();
-        assert_eq!(join(&mut writer), ExitStatus::Exited(0));
-        q.close();
-        assert_eq!(join(&mut reader), ExitStatus::Exited(0));
-        assert_eq!(stdout_of(&writer), "write start...\nwrite end...\n");
-        assert_eq!(stdout_of(&reader), expected);
+fn tutorial_three_python_writer_and_reader_and_rust_on_either_side() {
+    if let Some(tutorial) = python(PY_TUTORIAL_QUEUE, "the Python tutorial, section 3") {
+        let rust = guest(TUTORIAL_QUEUE);
+        crate::tutorial::writer_and_reader(&tutorial, &tutorial);
+        crate::tutorial::writer_and_reader(&tutorial, &rust);
+        crate::tutorial::writer_and_reader(&rust, &tutorial);
     }
 }
 

@@ -35,26 +35,7 @@ fn got_lines(out: &str) -> Vec<String> {
 #[test]
 fn tutorial_writer_and_reader_end_cleanly_once_the_queue_is_closed() {
     let tutorial = guest(TUTORIAL_QUEUE);
-    let q = Queue::new("q");
-    let mut writer = Process::new(&tutorial)
-        .invoke("writer", ["q"])
-        .queue(&q)
-        .stdout(Output::Capture);
-    let mut reader = Process::new(&tutorial)
-        .invoke("reader", ["q"])
-        .queue(&q)
-        .stdout(Output::Capture);
-    writer.start().unwrap();
-    reader.start().unwrap();
-    assert_eq!(join(&mut writer), ExitStatus::Exited(0));
-    q.close(); // instead of Python's busy `while not q.empty()` + terminate()
-    assert_eq!(join(&mut reader), ExitStatus::Exited(0));
-    assert_eq!(stdout_of(&writer), "write start...\nwrite end...\n");
-    assert_eq!(
-        stdout_of(&reader),
-        "read start...\nread value A\nread value B\nread value C\nread value D\nread end...\n"
-    );
-    assert_eq!(q.stats().gets, 4);
+    crate::tutorial::writer_and_reader(&tutorial, &tutorial);
 }
 
 #[test]
