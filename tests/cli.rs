@@ -1,7 +1,7 @@
 //! The `wasmp` binary: `run`, `up` and `check` as a user types them.
 
 use wasmp_artifacts::{
-    CLI_PROBE, EXPORTS, POOL_PROBE, QUEUE_PROBE, TUTORIAL_PROCESS, TUTORIAL_QUEUE,
+    CLI_PROBE, EXPORTS, POOL_PROBE, QUEUE_PROBE, TUTORIAL_PROCESS, TUTORIAL_QUEUE, WASI_FIDELITY,
 };
 
 use crate::{scratch, wasmp, wasmp_with_stdin};
@@ -331,4 +331,25 @@ fn pool_refuses_a_bad_line_before_starting_workers() {
     );
     let out = wasmp(&["pool", "-j", "0", POOL_PROBE, "--invoke", "square"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn run_shares_its_stdin_with_the_guest_and_copes_without_one() {
+    let out = wasmp_with_stdin(&["run", WASI_FIDELITY, "stdio"], Some(b"abc"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("stdin had 3 bytes:\nabc\n"));
+
+    // With fd 0 closed there is nothing to share: the guest reads nothing, nothing hangs.
+    let mut command = std::process::Command::new("sh");
+    command
+        .args([
+            "-c",
+            "exec \"$0\" run \"$1\" stdio 0<&-",
+            crate::WASMP,
+            WASI_FIDELITY,
+        ])
+        .env("WASMP_CACHE_DIR", crate::cache_dir());
+    let out = crate::run_with_deadline(command, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("stdin had 0 bytes:\n"));
 }

@@ -6,8 +6,8 @@
 //! (wasmp's wasmtime). With `WASMP_WASMTIME=/path/to/wasmtime` the test also runs that
 //! binary live; `WASMP_RECORD_FIDELITY=1` with it rewrites the reference.
 //!
-//! Outside these cases wasmp differs on purpose, and says so in README: a guest's stdin is
-//! empty (not the host's), a trap's message is wasmp's own (the exit code, 134, is the same),
+//! Outside these cases wasmp differs on purpose, and says so in README: a trap's message is
+//! wasmp's own (the exit code, 134, is the same),
 //! and a preview-1 `proc_exit` with a status over 125 is reported as a trap with wasmtime's
 //! message (wasmtime exits 1).
 
@@ -21,11 +21,13 @@ use crate::{WASMP, cache_dir, run_with_deadline, scratch, wasmp};
 
 const REFERENCE: &str = "tests/fidelity/wasmtime-48.txt";
 
-/// One run of the probe: its arguments, and where the fixture directory is mapped.
+/// One run of the probe: its arguments, where the fixture directory is mapped, and what
+/// its stdin holds (`None`: `/dev/null`).
 struct Case {
     name: &'static str,
     args: &'static [&'static str],
     guest_dir: &'static str,
+    stdin: Option<&'static [u8]>,
 }
 
 const CASES: &[Case] = &[
@@ -33,71 +35,91 @@ const CASES: &[Case] = &[
         name: "args",
         args: &["args", "a", "b c", "", "--flag", "ünïcode"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "env",
         args: &["env"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "files",
         args: &["files", "/d"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "files in a dir mapped to /",
         args: &["files", "/"],
         guest_dir: "/",
+        stdin: None,
     },
     Case {
         name: "ls",
         args: &["ls", "/d", "/d/sub", "/", "/nope", "."],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "ls /",
         args: &["ls", "/", "/sub"],
         guest_dir: "/",
+        stdin: None,
     },
     Case {
         name: "clocks",
         args: &["clocks"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "random",
         args: &["random"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "stdio",
         args: &["stdio"],
         guest_dir: "/d",
+        stdin: None,
+    },
+    Case {
+        name: "stdio with input",
+        args: &["stdio"],
+        guest_dir: "/d",
+        stdin: Some(b"line one\nline \xff two\n\0 no newline"),
     },
     Case {
         name: "exit 0",
         args: &["exit", "0"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "exit 3",
         args: &["exit", "3"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "exit 125",
         args: &["exit", "125"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "panic",
         args: &["panic"],
         guest_dir: "/d",
+        stdin: None,
     },
     Case {
         name: "unknown action",
         args: &["frobnicate"],
         guest_dir: "/d",
+        stdin: None,
     },
 ];
 
@@ -160,7 +182,7 @@ fn run_wasmp(target: &str, wasm: &str, case: &Case) -> String {
         .env("WASMP_CACHE_DIR", cache_dir())
         // Only the guest's bytes on stderr, not wasmp's logging.
         .env_remove("WASMP_LOG");
-    render(target, case, &run_with_deadline(command, None))
+    render(target, case, &run_with_deadline(command, case.stdin))
 }
 
 fn run_wasmtime(wasmtime: &Path, target: &str, wasm: &str, case: &Case) -> String {
@@ -172,7 +194,7 @@ fn run_wasmtime(wasmtime: &Path, target: &str, wasm: &str, case: &Case) -> Strin
         .arg(wasm)
         .args(case.args)
         .env("RUST_BACKTRACE", "0");
-    render(target, case, &run_with_deadline(command, None))
+    render(target, case, &run_with_deadline(command, case.stdin))
 }
 
 fn sections(text: &str) -> Vec<String> {

@@ -1,11 +1,14 @@
 //! The host's end of one worker's socket: frames out, frames in, and the worker's queue
 //! calls answered in between. Shared by a `Process`'s monitor and a pool's worker threads.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, IoSlice, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
 use tracing::debug;
 
 use crate::protocol::{
@@ -62,6 +65,32 @@ impl WorkerConn {
     /// Sends one message; an error means the worker is gone.
     pub(crate) fn send(&mut self, message: &ToWorker) -> std::io::Result<()> {
         write_frame(&mut self.writer, message).and_then(|()| self.writer.flush())
+    }
+
+    /// Sends one message with a file descriptor attached to its first byte (`SCM_RIGHTS`:
+    /// the worker gets its own copy of `fd`, whichever read of its buffered reader takes
+    /// that byte).
+    pub(crate) fn send_with_fd(
+        &mut self,
+        message: &ToWorker,
+        fd: BorrowedFd<'_>,
+    ) -> std::io::Result<()> {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, message)?;
+        self.writer.flush()?;
+        let fds = [fd];
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        let sent = sendmsg(
+            self.writer.get_ref(),
+            &[IoSlice::new(&frame[..1])],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?;
+        debug_assert_eq!(sent, 1);
+        self.writer.write_all(&frame[sent..])?;
+        self.writer.flush()
     }
 
     /// Waits for the worker's hello. `Ok(false)`: it died first (its exit status says how).

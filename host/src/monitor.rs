@@ -62,7 +62,14 @@ impl Monitor {
         let mut conn = WorkerConn::new(link.name.clone(), channel, link.queues)?;
         // The socket buffers this until the worker reads it: no round trip before `start`
         // returns. If the worker is already dead the monitor finds out below.
-        let _ = conn.send(&ToWorker::Start(Box::new(spec)));
+        let mut spec = spec;
+        // A host started with fd 0 closed has no stdin to share: the guest reads nothing.
+        spec.stdin &= rustix::io::fcntl_getfd(rustix::stdio::stdin()).is_ok();
+        let _ = if spec.stdin {
+            conn.send_with_fd(&ToWorker::Start(Box::new(spec)), rustix::stdio::stdin())
+        } else {
+            conn.send(&ToWorker::Start(Box::new(spec)))
+        };
         let monitor = Monitor {
             name: link.name,
             deadline: link.deadline,

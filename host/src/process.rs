@@ -14,6 +14,7 @@ use crate::component::Component;
 use crate::error::{InputError, InputErrorKind};
 use crate::exit::ExitStatus;
 use crate::grants::{DirGrant, parse_env};
+use crate::input::Input;
 use crate::limits::Limits;
 use crate::monitor::{Monitor, WorkerLink};
 use crate::output::Output;
@@ -63,6 +64,7 @@ pub struct Process {
     args: Vec<String>,
     env: Vec<(String, String)>,
     dirs: Vec<DirGrant>,
+    stdin: Input,
     stdout: Output,
     stderr: Output,
     timeout: Option<Duration>,
@@ -138,6 +140,7 @@ impl Process {
             args: Vec::new(),
             env: Vec::new(),
             dirs: Vec::new(),
+            stdin: Input::Null,
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             timeout: None,
@@ -235,6 +238,13 @@ impl Process {
             self.config_error
                 .get_or_insert(InputError::new(InputErrorKind::BadConfig, message));
         }
+        self
+    }
+
+    /// Where the guest's stdin comes from (default: [`Input::Null`]).
+    #[must_use]
+    pub fn stdin(mut self, input: Input) -> Self {
+        self.stdin = input;
         self
     }
 
@@ -360,6 +370,7 @@ impl Process {
             cwasm: self.component.cwasm_for(&self.limits)?,
             entry,
             timeout_ms: self.timeout.map(millis),
+            stdin: self.stdin == Input::Inherit,
         };
         Ok((spec, export))
     }

@@ -102,6 +102,9 @@ pub(crate) struct StartSpec {
     pub(crate) entry: Entry,
     /// Wall-clock limit for the guest, in milliseconds.
     pub(crate) timeout_ms: Option<u64>,
+    /// The host's stdin arrives with this frame as an `SCM_RIGHTS` file descriptor, for the
+    /// guest's stdin.
+    pub(crate) stdin: bool,
 }
 
 /// The guest's entry point.

@@ -1,10 +1,13 @@
 //! The worker's end of the socket to the host.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
 
 use crate::protocol::{MAX_FRAME_LEN, ToHost, ToWorker, read_frame, write_frame};
 
@@ -17,8 +20,40 @@ pub(crate) struct Channel {
 }
 
 struct Inner {
-    reader: BufReader<UnixStream>,
+    reader: BufReader<FdReader>,
     writer: BufWriter<UnixStream>,
+}
+
+/// Reads the socket with `recvmsg`, keeping the file descriptors the host attaches to a
+/// frame (`SCM_RIGHTS`): a plain `read` would close them unseen, and the buffered reader
+/// may take the byte that carries them in any read.
+struct FdReader {
+    stream: UnixStream,
+    fds: Vec<OwnedFd>,
+}
+
+impl Read for FdReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = loop {
+            match recvmsg(
+                &self.stream,
+                &mut [IoSliceMut::new(buf)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => break other?,
+            }
+        };
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = message {
+                self.fds.extend(fds);
+            }
+        }
+        Ok(received.bytes)
+    }
 }
 
 impl Channel {
@@ -26,12 +61,23 @@ impl Channel {
         let writer = stream
             .try_clone()
             .context("failed to clone the channel socket")?;
+        let reader = FdReader {
+            stream,
+            fds: Vec::new(),
+        };
         Ok(Channel {
             inner: Arc::new(Mutex::new(Inner {
-                reader: BufReader::with_capacity(64 * 1024, stream),
+                reader: BufReader::with_capacity(64 * 1024, reader),
                 writer: BufWriter::with_capacity(64 * 1024, writer),
             })),
         })
+    }
+
+    /// The oldest file descriptor the host sent along with a frame already read.
+    pub(crate) fn take_fd(&self) -> Option<OwnedFd> {
+        let mut inner = self.lock();
+        let fds = &mut inner.reader.get_mut().fds;
+        (!fds.is_empty()).then(|| fds.remove(0))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -75,6 +75,11 @@ pub(crate) fn take_channel_from_stdin() -> Result<UnixStream> {
     Ok(UnixStream::from(channel))
 }
 
+/// Makes `fd` this process's stdin, which the guest's WASI stdin reads.
+pub(crate) fn replace_stdin(fd: &OwnedFd) -> Result<()> {
+    rustix::stdio::dup2_stdin(fd).context("failed to hand the host's stdin to the guest")
+}
+
 /// Closes every fd above stderr except the channel: a host that leaked an fd without
 /// close-on-exec (or a C library that did) must not hand it to an untrusted guest.
 pub(crate) fn close_inherited_fds(channel: &UnixStream) -> Result<()> {

@@ -18,6 +18,8 @@ mod timer;
 
 use std::os::unix::net::UnixStream;
 
+use anyhow::Context;
+
 use crate::protocol::{Outcome, PROTOCOL_VERSION, ToHost, ToWorker};
 
 pub(crate) use state::new_linker;
@@ -64,6 +66,12 @@ fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
     match channel.recv()? {
         Some(ToWorker::Start(spec)) => {
             harden::limit_memory(&spec.grants.limits)?;
+            if spec.stdin {
+                let stdin = channel
+                    .take_fd()
+                    .context("the host's stdin did not arrive with the start message")?;
+                harden::replace_stdin(&stdin)?;
+            }
             let outcome = run::run_guest(&spec, &channel, warm)?;
             let code = exit_code(&outcome);
             channel.send(&ToHost::Finished(outcome))?;

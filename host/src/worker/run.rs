@@ -275,8 +275,10 @@ fn load_compiled(engine: &Engine, cwasm: &Path) -> Result<Component> {
 
 fn build_wasi(grants: &Grants) -> Result<WasiCtx> {
     let mut wasi = WasiCtx::builder();
+    // This process's stdin is /dev/null, or the host's when the host passed it along.
     wasi.args(&grants.args)
         .envs(&grants.env)
+        .inherit_stdin()
         .inherit_stdout()
         .inherit_stderr()
         .allow_tcp(false)

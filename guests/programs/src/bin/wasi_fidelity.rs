@@ -160,13 +160,15 @@ fn random() {
     println!("16 random seeds, {} distinct", seeds.len());
 }
 
-/// Reads stdin to the end, then writes bytes that are not UTF-8, a NUL, a carriage return
-/// and no final newline, to both streams.
+/// Reads stdin to the end and echoes it, then writes bytes that are not UTF-8, a NUL, a
+/// carriage return and no final newline, to both streams.
 fn stdio() {
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input).expect("stdin");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "stdin had {} bytes", input.len()).unwrap();
+    writeln!(out, "stdin had {} bytes:", input.len()).unwrap();
+    out.write_all(&input).unwrap();
+    writeln!(out).unwrap();
     out.write_all(b"raw \xff\xfe \x00 cr\r\nno newline at the end")
         .unwrap();
     out.flush().unwrap();

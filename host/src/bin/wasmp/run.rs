@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use wasmp::{Output, Process, Queue, Runtime};
+use wasmp::{Input, Output, Process, Queue, Runtime};
 
 use crate::common::{GrantOptions, exit_code_of, parse_queue, report_failure};
 use crate::pipes::PipeOptions;
@@ -13,7 +13,8 @@ use crate::pipes::PipeOptions;
 /// Run a component in a sandboxed worker process.
 ///
 /// Runs the component's `main` with ARGS, or calls one exported function with --invoke.
-/// The exit code is the guest's; a trap exits 134 with the trap's message.
+/// The guest reads wasmp's stdin (unless --stdin-to-queue takes it) and writes to its
+/// stdout and stderr. The exit code is the guest's; a trap exits 134 with the trap's message.
 #[derive(Args)]
 #[command(after_help = "\
 Examples:
@@ -71,9 +72,16 @@ impl RunCommand {
                 .file_name()
                 .map_or_else(|| name.clone(), |file| file.to_string_lossy().into_owned())
         });
+        // The guest reads wasmp's stdin, as under `wasmtime run`, unless a queue takes it.
+        let stdin = if self.pipes.stdin_to_queue.is_some() {
+            Input::Null
+        } else {
+            Input::Inherit
+        };
         let mut process = Process::new(&component)
             .name(&name)
             .argv0(argv0)
+            .stdin(stdin)
             .stdout(Output::Inherit)
             .stderr(Output::Inherit);
         process = match &self.invoke {
