@@ -124,6 +124,14 @@ fn a_core_module_is_adapted_once_then_served_from_the_cache() {
     assert!(!text(&second.stderr).contains("adapted a preview-1 core module"));
     assert!(text(&second.stderr).contains("compiled_now=false"));
     assert_eq!(first.stdout, second.stdout);
+
+    let out = wasmp(&["check", EXPORTS_P1]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(": ok (a WASI preview-1 core module, adapted into a component)\n  main (wasi:cli/run)\n  add: func(a: u32, b: u32) -> u32\n"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

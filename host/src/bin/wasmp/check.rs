@@ -33,7 +33,12 @@ impl CheckCommand {
         if let Some(call) = &self.invoke {
             Process::new(&component).invoke_wave(call).check()?;
         }
-        println!("{}: ok", self.component.display());
+        let kind = if component.is_adapted_module() {
+            " (a WASI preview-1 core module, adapted into a component)"
+        } else {
+            ""
+        };
+        println!("{}: ok{kind}", self.component.display());
         if component.is_command() {
             println!("  main (wasi:cli/run)");
         }
