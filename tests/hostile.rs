@@ -397,3 +397,71 @@ fn landlock_confines_the_worker_to_its_grants_when_the_kernel_supports_it() {
         assert!(stderr.contains("/etc/passwd refused"), "{stderr}");
     }
 }
+
+/// A preview-1 command that grows a table by `step` elements until `table.grow` fails, then
+/// exits with the table's final size in units of `step`.
+fn table_bomb_path(step: u32) -> std::path::PathBuf {
+    let wat = format!(
+        r#"(module
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (memory (export "memory") 1)
+             (table $t 0 funcref)
+             (func (export "_start")
+               (loop $grow
+                 (br_if $grow
+                   (i32.ne (table.grow $t (ref.null func) (i32.const {step})) (i32.const -1))))
+               (call $exit (i32.div_u (table.size $t) (i32.const {step})))))"#
+    );
+    let path = scratch(&format!("table-bomb-{step}")).join("table_bomb.wasm");
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path
+}
+
+fn table_bomb(step: u32) -> wasmp::Component {
+    crate::runtime().load(table_bomb_path(step)).unwrap()
+}
+
+#[test]
+fn m4_a_table_bomb_stops_at_the_table_limit_and_by_default() {
+    // An explicit limit: 5 steps of 100 000 elements fit, the sixth is refused.
+    let limits = Limits {
+        max_table_elements: Some(500_000),
+        ..Limits::default()
+    };
+    let bomb = Process::new(&table_bomb(100_000)).limits(limits);
+    let (status, _) = run_beside_a_neighbour(bomb);
+    assert_eq!(status, ExitStatus::Exited(5));
+    // The same from the command line, with wasmtime's -W key.
+    let out = crate::wasmp(&[
+        "run",
+        "-W",
+        "max-table-elements=300_000",
+        table_bomb_path(100_000).to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+
+    // No limit given: wasmp's default stops it long before it costs the host its memory.
+    let bomb = Process::new(&table_bomb(1_000_000));
+    let (status, _) = run_beside_a_neighbour(bomb);
+    let ExitStatus::Exited(millions) = status else {
+        panic!("expected the bomb to be refused and exit, got {status}");
+    };
+    let default = Limits::DEFAULT_MAX_TABLE_ELEMENTS;
+    assert_eq!(millions as usize, default / 1_000_000, "{status}");
+}
+
+#[test]
+fn m4_an_instance_limit_refuses_a_component_needing_more() {
+    // A component is several core instances (the module, the adapter, shims): a limit of
+    // one refuses it at instantiation; the default runs it.
+    let limits = Limits {
+        max_instances: Some(1),
+        ..Limits::default()
+    };
+    let mut p = Process::new(&guest(NOOP)).limits(limits);
+    p.start().unwrap();
+    match join(&mut p) {
+        ExitStatus::Failed(message) => assert!(message.contains("instance"), "{message}"),
+        other => panic!("expected a failure to instantiate, got {other}"),
+    }
+}

@@ -34,11 +34,17 @@ pub struct Limits {
     pub max_instances: Option<usize>,
     /// Tables a guest may create (default 10 000).
     pub max_tables: Option<usize>,
-    /// Elements per table (default unlimited).
+    /// Elements per table (default [`Limits::DEFAULT_MAX_TABLE_ELEMENTS`]).
     pub max_table_elements: Option<usize>,
 }
 
 impl Limits {
+    /// Elements a table may grow to when no limit is given: 10 million (80 MB of function
+    /// references), far above what real programs use (CPython's tables hold tens of
+    /// thousands). wasmtime's own default is unlimited, which lets a `table.grow` loop eat
+    /// the host's memory.
+    pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 10_000_000;
+
     /// The store limiter these limits ask for.
     pub(crate) fn store_limits(&self) -> StoreLimits {
         let mut builder = StoreLimitsBuilder::new();
@@ -51,9 +57,11 @@ impl Limits {
         if let Some(count) = self.max_tables {
             builder = builder.tables(count);
         }
-        if let Some(count) = self.max_table_elements {
-            builder = builder.table_elements(count);
-        }
-        builder.build()
+        builder
+            .table_elements(
+                self.max_table_elements
+                    .unwrap_or(Self::DEFAULT_MAX_TABLE_ELEMENTS),
+            )
+            .build()
     }
 }

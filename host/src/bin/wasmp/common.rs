@@ -53,7 +53,8 @@ pub(crate) struct GrantOptions {
     pub(crate) env: Vec<String>,
 
     /// Resource limits, with wasmtime's -W keys: timeout=DURATION (10s, 500ms),
-    /// max-memory-size=BYTES (64MiB), max-wasm-stack=BYTES (256KiB), fuel=N.
+    /// max-memory-size=BYTES (64MiB), max-wasm-stack=BYTES (256KiB), fuel=N,
+    /// max-instances=N, max-tables=N, max-table-elements=N (default 10_000_000).
     #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit)]
     pub(crate) limits: Vec<Limit>,
 }
@@ -65,6 +66,9 @@ pub(crate) enum Limit {
     MaxMemorySize(usize),
     MaxWasmStack(usize),
     Fuel(u64),
+    MaxInstances(usize),
+    MaxTables(usize),
+    MaxTableElements(usize),
 }
 
 pub(crate) fn parse_limit(spec: &str) -> Result<Limit> {
@@ -75,13 +79,23 @@ pub(crate) fn parse_limit(spec: &str) -> Result<Limit> {
         "timeout" => Ok(Limit::Timeout(parse_duration(value)?)),
         "max-memory-size" => Ok(Limit::MaxMemorySize(parse_size(value)?)),
         "max-wasm-stack" => Ok(Limit::MaxWasmStack(parse_size(value)?)),
-        "fuel" => Ok(Limit::Fuel(value.replace('_', "").parse().map_err(
-            |_| anyhow::anyhow!("invalid fuel {value:?}: expected a whole number"),
-        )?)),
+        "fuel" => Ok(Limit::Fuel(parse_count(key, value)?)),
+        "max-instances" => Ok(Limit::MaxInstances(parse_count(key, value)?)),
+        "max-tables" => Ok(Limit::MaxTables(parse_count(key, value)?)),
+        "max-table-elements" => Ok(Limit::MaxTableElements(parse_count(key, value)?)),
         other => bail!(
-            "unknown -W key {other:?}; supported: timeout, max-memory-size, max-wasm-stack, fuel"
+            "unknown -W key {other:?}; supported: timeout, max-memory-size, max-wasm-stack, \
+             fuel, max-instances, max-tables, max-table-elements"
         ),
     }
+}
+
+/// A whole number, `_` allowed as a separator (`10_000_000`).
+fn parse_count<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value
+        .replace('_', "")
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid {key} {value:?}: expected a whole number"))
 }
 
 /// Parses `65536`, `64KiB`, `64K`, `16MiB`, `16M`, `1GiB`, `1G` (powers of 1024).
@@ -116,6 +130,9 @@ pub(crate) fn limits_of(settings: &[Limit]) -> wasmp::Limits {
             Limit::MaxMemorySize(bytes) => limits.max_memory_size = Some(*bytes),
             Limit::MaxWasmStack(bytes) => limits.max_wasm_stack = Some(*bytes),
             Limit::Fuel(fuel) => limits.fuel = Some(*fuel),
+            Limit::MaxInstances(count) => limits.max_instances = Some(*count),
+            Limit::MaxTables(count) => limits.max_tables = Some(*count),
+            Limit::MaxTableElements(count) => limits.max_table_elements = Some(*count),
         }
     }
     limits

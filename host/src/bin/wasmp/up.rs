@@ -89,6 +89,9 @@ struct ProcessEntry {
     max_memory_size: Option<Size>,
     max_wasm_stack: Option<Size>,
     fuel: Option<u64>,
+    max_instances: Option<usize>,
+    max_tables: Option<usize>,
+    max_table_elements: Option<usize>,
     #[serde(default)]
     queues: Vec<String>,
 }
@@ -241,9 +244,13 @@ fn entry_limits(entry: &ProcessEntry) -> Result<Vec<Limit>> {
     if let Some(value) = &entry.max_wasm_stack {
         limits.push(Limit::MaxWasmStack(size("max-wasm-stack", value)?));
     }
-    if let Some(fuel) = entry.fuel {
-        limits.push(Limit::Fuel(fuel));
-    }
+    let counts = [
+        entry.fuel.map(Limit::Fuel),
+        entry.max_instances.map(Limit::MaxInstances),
+        entry.max_tables.map(Limit::MaxTables),
+        entry.max_table_elements.map(Limit::MaxTableElements),
+    ];
+    limits.extend(counts.into_iter().flatten());
     Ok(limits)
 }
 
