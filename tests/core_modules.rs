@@ -229,3 +229,33 @@ queues = ["q"]
         .collect();
     assert_eq!(read, crate::tutorial::READ);
 }
+
+#[test]
+fn a_module_without_start_gets_the_reactor_adapter_and_says_it_has_no_main() {
+    // A preview-1 "reactor": WASI imports, no `_start`.
+    let module = wat::parse_str(
+        r#"(module
+             (import "wasi_snapshot_preview1" "fd_write"
+               (func (param i32 i32 i32 i32) (result i32)))
+             (memory (export "memory") 1)
+             (func (export "_initialize")))"#,
+    )
+    .unwrap();
+    let path = scratch("reactor").join("reactor.wasm");
+    std::fs::write(&path, module).unwrap();
+    let path = path.to_str().unwrap();
+    let out = wasmp(&["check", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("main (wasi:cli/run)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = wasmp(&["run", path]);
+    assert_eq!(out.status.code(), Some(65));
+    assert!(
+        text(&out.stderr).contains("has no `main`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
