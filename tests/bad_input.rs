@@ -4,7 +4,7 @@ use std::process::Output;
 
 use wasmp_artifacts::{CLI_PROBE, EXPORTS, NOOP, UNSATISFIED_IMPORT};
 
-use crate::{scratch, wasmp};
+use crate::{WASMP, scratch, wasmp};
 
 /// Asserts the exit code, that stderr names the problem, and that no worker was spawned
 /// (the CLI runs with `WASMP_LOG=wasmp=debug`, which logs every spawn).
@@ -194,4 +194,40 @@ fn an_import_wasmp_does_not_provide_exits_65_naming_it() {
     assert_refused(&out, 65, "wasmp:tests/not-provided");
     assert_refused(&out, 65, "a wasmp worker may import");
     assert_refused(&wasmp(&["check", UNSATISFIED_IMPORT]), 65, "not-provided");
+}
+
+#[test]
+fn h9_exhausted_descriptors_and_an_unusable_cache_get_a_clear_error_and_exit_code() {
+    // A low descriptor limit the workers inherit: they keep it (never raise it) and run.
+    let script = |limit: u32| {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args([
+                "-c",
+                &format!("ulimit -n {limit} && exec \"$0\" run \"$1\""),
+                WASMP,
+                NOOP,
+            ])
+            .env("WASMP_CACHE_DIR", crate::cache_dir());
+        crate::run_with_deadline(command, None)
+    };
+    let out = script(16);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Too few to work at all: one line naming the cause, sysexits' EX_OSERR.
+    let out = script(5);
+    assert_refused(&out, 71, "Too many open files");
+
+    // A compile cache that cannot be created: EX_IOERR, naming the directory.
+    let file = scratch("h9-cache").join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let mut command = std::process::Command::new(WASMP);
+    command
+        .args(["run", NOOP])
+        .env("WASMP_CACHE_DIR", file.join("cache"));
+    let out = crate::run_with_deadline(command, None);
+    assert_refused(&out, 74, "failed to create the compile cache");
 }

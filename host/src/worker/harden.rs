@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result, bail};
 use rustix::process::{
-    Resource, Rlimit, Signal, getppid, set_parent_process_death_signal, setrlimit,
+    Resource, Rlimit, Signal, getppid, getrlimit, set_parent_process_death_signal, setrlimit,
 };
 
 use crate::limits::Limits;
@@ -55,7 +55,12 @@ pub(crate) fn limit_memory(limits: &Limits) -> Result<()> {
     Ok(())
 }
 
+/// Sets both limits to `value`, or keeps a hard limit already below it: lowering is always
+/// allowed, raising is not (a host run under `ulimit -n 64` still starts its workers).
 fn set_limit(resource: Resource, value: u64) -> rustix::io::Result<()> {
+    let value = getrlimit(resource)
+        .maximum
+        .map_or(value, |hard| hard.min(value));
     setrlimit(
         resource,
         Rlimit {

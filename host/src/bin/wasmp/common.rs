@@ -16,18 +16,30 @@ pub(crate) mod code {
     pub(crate) const NOINPUT: u8 = 66;
     /// wasmp itself failed.
     pub(crate) const SOFTWARE: u8 = 70;
+    /// The system ran out of something: file descriptors, processes, memory.
+    pub(crate) const OSERR: u8 = 71;
+    /// An I/O error on wasmp's own files (the compile cache): unwritable, disk full.
+    pub(crate) const IOERR: u8 = 74;
     /// A configuration file or value is wrong.
     pub(crate) const CONFIG: u8 = 78;
 }
 
-/// The exit code for an error, by its [`InputError`] kind.
+/// The exit code for an error: by its [`InputError`] kind, else by the OS error under it.
 pub(crate) fn exit_code_for(error: &anyhow::Error) -> u8 {
-    match error.chain().find_map(|e| e.downcast_ref::<InputError>()) {
-        Some(input) => match input.kind() {
+    if let Some(input) = error.chain().find_map(|e| e.downcast_ref::<InputError>()) {
+        return match input.kind() {
             InputErrorKind::NotFound => code::NOINPUT,
             InputErrorKind::BadConfig => code::CONFIG,
             _ => code::DATAERR,
-        },
+        };
+    }
+    let os_error = error
+        .chain()
+        .find_map(|e| e.downcast_ref::<std::io::Error>())
+        .map(|e| e.raw_os_error());
+    match os_error {
+        Some(Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN)) => code::OSERR,
+        Some(_) => code::IOERR,
         None => code::SOFTWARE,
     }
 }
