@@ -178,6 +178,47 @@ fn help_shows_an_example_for_each_subcommand() {
 }
 
 #[test]
+fn w_help_version_and_completion_scripts() {
+    // `-W help` lists every key and exits 0 even without a component, as wasmtime's does.
+    for sub in ["run", "pool"] {
+        let out = wasmp(&[sub, "-W", "help"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let help = text(&out.stdout);
+        for key in [
+            "timeout=",
+            "max-memory-size=",
+            "max-wasm-stack=",
+            "fuel=",
+            "max-instances=",
+            "max-tables=",
+            "max-table-elements=",
+        ] {
+            assert!(help.contains(key), "{sub} -W help lacks {key}:\n{help}");
+        }
+    }
+    let out = wasmp(&["--version"]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("wasmp {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    // Completion scripts for each shell; bash's must parse.
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = wasmp(&["completion", shell]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("pool"), "{shell}");
+    }
+    let script = scratch("completion").join("wasmp.bash");
+    std::fs::write(&script, wasmp(&["completion", "bash"]).stdout).unwrap();
+    let status = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success(), "bash -n rejected the completion script");
+}
+
+#[test]
 fn up_runs_the_tutorial_writer_and_reader_over_a_declared_queue() {
     let dir = scratch("up-queue");
     let file = dir.join("queue.toml");
@@ -352,4 +393,43 @@ fn run_shares_its_stdin_with_the_guest_and_copes_without_one() {
     let out = crate::run_with_deadline(command, None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("stdin had 0 bytes:\n"));
+}
+
+#[test]
+fn pool_stops_quietly_when_its_reader_goes_away() {
+    let input = scratch("broken-pipe").join("tasks.jsonl");
+    std::fs::write(
+        &input,
+        (0..5000).map(|i| format!("[{i}]\n")).collect::<String>(),
+    )
+    .unwrap();
+    let mut pool = std::process::Command::new(crate::WASMP)
+        .args(["pool", POOL_PROBE, "--invoke", "square", "--input"])
+        .arg(&input)
+        .env("WASMP_CACHE_DIR", crate::cache_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one result, then stop reading, as `| head -1` does.
+    let mut stdout = pool.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = pool.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > crate::DEADLINE {
+            let _ = pool.kill();
+            let _ = pool.wait();
+            panic!("wasmp pool did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut errors = String::new();
+    std::io::Read::read_to_string(&mut pool.stderr.take().unwrap(), &mut errors).unwrap();
+    assert!(status.success(), "{status}: {errors}");
+    assert!(!errors.contains("error"), "{errors}");
 }

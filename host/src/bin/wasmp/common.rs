@@ -8,6 +8,17 @@ use anyhow::{Result, bail};
 use clap::Args;
 use wasmp::{DirGrant, ExitStatus, InputError, InputErrorKind, Process};
 
+/// Writes a line to stderr, ignoring failure. `eprintln!` panics when stderr is a closed
+/// pipe, which turned a clean SIGTERM exit (143) into a panic (101) when the host
+/// reported a worker's end at the wrong moment; a message nobody can read is dropped.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 /// Exit codes (sysexits.h where one fits), documented in README.
 pub(crate) mod code {
     /// Bad input data: invalid wasm, not a component, missing export, wrong arguments.
@@ -66,7 +77,7 @@ pub(crate) struct GrantOptions {
 
     /// Resource limits, with wasmtime's -W keys: timeout=DURATION (10s, 500ms),
     /// max-memory-size=BYTES (64MiB), max-wasm-stack=BYTES (256KiB), fuel=N,
-    /// max-instances=N, max-tables=N, max-table-elements=N (default 10_000_000).
+    /// max-instances=N, max-tables=N, max-table-elements=N; `-W help` lists them.
     #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit)]
     pub(crate) limits: Vec<Limit>,
 }
@@ -83,7 +94,23 @@ pub(crate) enum Limit {
     MaxTableElements(usize),
 }
 
+/// The -W keys, for `-W help` and error messages.
+const LIMIT_KEYS: &str = concat!(
+    "  timeout=DURATION       stop the guest after this long (10s, 500ms, 2m); exit 124\n",
+    "  max-memory-size=BYTES  bytes per linear memory (64MiB); growing past it fails\n",
+    "  max-wasm-stack=BYTES   wasm stack (256KiB); deeper recursion traps\n",
+    "  fuel=N                 about one unit per instruction; traps when it runs out\n",
+    "  max-instances=N        core and component instances (default 10000)\n",
+    "  max-tables=N           tables (default 10000)\n",
+    "  max-table-elements=N   elements per table (default 10_000_000)",
+);
+
 pub(crate) fn parse_limit(spec: &str) -> Result<Limit> {
+    if spec == "help" {
+        // As `wasmtime run -W help`: the list, then exit 0, whatever else is missing.
+        println!("Resource limits, -W KEY=VALUE (repeatable):\n{LIMIT_KEYS}");
+        std::process::exit(0);
+    }
     let Some((key, value)) = spec.split_once('=') else {
         bail!("expected KEY=VALUE, e.g. timeout=10s or max-memory-size=64MiB");
     };
@@ -95,10 +122,7 @@ pub(crate) fn parse_limit(spec: &str) -> Result<Limit> {
         "max-instances" => Ok(Limit::MaxInstances(parse_count(key, value)?)),
         "max-tables" => Ok(Limit::MaxTables(parse_count(key, value)?)),
         "max-table-elements" => Ok(Limit::MaxTableElements(parse_count(key, value)?)),
-        other => bail!(
-            "unknown -W key {other:?}; supported: timeout, max-memory-size, max-wasm-stack, \
-             fuel, max-instances, max-tables, max-table-elements"
-        ),
+        other => bail!("unknown -W key {other:?} (-W help lists them):\n{LIMIT_KEYS}"),
     }
 }
 
@@ -204,7 +228,7 @@ pub(crate) fn report_failure(name: &str, status: &ExitStatus) {
     match status {
         ExitStatus::Exited(0) => {}
         ExitStatus::Exited(_) => {}
-        other => eprintln!("error: {name}: {other}"),
+        other => say!("error: {name}: {other}"),
     }
 }
 

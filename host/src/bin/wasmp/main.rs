@@ -32,6 +32,11 @@ enum Command {
     Up(up::UpCommand),
     Check(check::CheckCommand),
     Pool(pool::PoolCommand),
+    /// Print a shell completion script: `wasmp completion bash > /etc/bash_completion.d/wasmp`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,16 @@ fn main() -> ExitCode {
         Command::Up(cmd) => cmd.execute(),
         Command::Check(cmd) => cmd.execute(),
         Command::Pool(cmd) => cmd.execute(),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Wasmp::command(),
+                "wasmp",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     };
     // Interrupted: the workers were stopped on purpose; say so, whatever they reported.
     let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
@@ -53,8 +68,19 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(code) => code,
+        // A reader that stopped reading (`wasmp pool … | head -1`) is not an error, as in
+        // ripgrep: stop quietly (the workers are reaped as their handles drop).
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            common::say!("error: {e:#}");
             ExitCode::from(common::exit_code_for(&e))
         }
     }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
-use crate::common::{GrantOptions, limits_of, parse_queue, timeout_of};
+use crate::common::{GrantOptions, limits_of, parse_queue, say, timeout_of};
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -154,7 +154,7 @@ impl PoolCommand {
         progress.finish_and_clear();
         let stats = pool.stats();
         let elapsed = started.elapsed();
-        eprintln!(
+        say!(
             "wasmp pool: {} done, {} failed, {} retried in {:.2}s ({:.0} tasks/s, {} worker processes started)",
             stats.succeeded,
             stats.failed,

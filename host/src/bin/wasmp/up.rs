@@ -9,7 +9,9 @@ use clap::Args;
 use serde::Deserialize;
 use wasmp::{Component, InputError, InputErrorKind, Output, Process, Queue, Runtime};
 
-use crate::common::{GrantOptions, Limit, exit_code_of, parse_duration, parse_size, relative_to};
+use crate::common::{
+    GrantOptions, Limit, exit_code_of, parse_duration, parse_size, relative_to, say,
+};
 use crate::pipes::PipeOptions;
 
 /// Run the processes described in a TOML file concurrently and join them all.
@@ -165,7 +167,7 @@ impl UpCommand {
         for (index, pid, status) in events {
             let status = status?;
             let name = &manifest.processes[index].name;
-            eprintln!("[{name} {pid}] {status}");
+            say!("[{name} {pid}] {status}");
             statuses[index] = Some(status);
             let done = |n: &String| {
                 manifest
