@@ -57,8 +57,7 @@ fn a_core_module_with_imports_wasmp_cannot_provide_exits_65_naming_them() {
     // (module (type (func)) (import "env" "foo" (func (type 0))))
     let module = b"\0asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\
                    \x02\x0b\x01\x03env\x03foo\x00\x00";
-    let path = scratch("core-module").join("core.wasm");
-    std::fs::write(&path, module).unwrap();
+    let path = crate::scratch_file("core-module", "core.wasm", module);
     let out = wasmp(&["run", path.to_str().unwrap()]);
     assert_refused(&out, 65, "this core module imports from env");
     assert_refused(&out, 65, "may import wasi_snapshot_preview1");
@@ -175,16 +174,14 @@ fn up_file_errors_exit_78_with_line_and_column() {
 
 #[test]
 fn up_checks_every_process_before_starting_any() {
-    let dir = scratch("up-precheck");
-    let path = dir.join("late-error.toml");
-    std::fs::write(
-        &path,
+    let path = crate::scratch_file(
+        "up-precheck",
+        "late-error.toml",
         format!(
             "[[process]]\nname = \"fine\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"args\"]\n\n\
              [[process]]\nname = \"broken\"\ncomponent = \"{EXPORTS}\"\ninvoke = \"add(1)\"\n"
         ),
-    )
-    .unwrap();
+    );
     assert_refused(&wasmp(&["up", path.to_str().unwrap()]), 65, "broken");
 }
 
@@ -222,8 +219,7 @@ fn h9_exhausted_descriptors_and_an_unusable_cache_get_a_clear_error_and_exit_cod
     assert_refused(&out, 71, "Too many open files");
 
     // A compile cache that cannot be created: EX_IOERR, naming the directory.
-    let file = scratch("h9-cache").join("a-file");
-    std::fs::write(&file, "").unwrap();
+    let file = crate::scratch_file("h9-cache", "a-file", "");
     let mut command = std::process::Command::new(WASMP);
     command
         .args(["run", NOOP])

@@ -89,10 +89,9 @@ fn run_timeout_exits_124() {
 
 #[test]
 fn up_runs_every_process_concurrently_with_tagged_output() {
-    let dir = scratch("up");
-    let file = dir.join("tutorial.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "up",
+        "tutorial.toml",
         format!(
             r#"
 [[process]]
@@ -106,21 +105,12 @@ component = "{TUTORIAL_PROCESS}"
 invoke = 'func2("func2...arg1...", "func1...agr2...")'
 "#
         ),
-    )
-    .unwrap();
+    );
     let out = wasmp(&["up", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("[p1 ")).count(),
-        3,
-        "{stdout}"
-    );
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("[p2 ")).count(),
-        3,
-        "{stdout}"
-    );
+    assert_eq!(crate::tagged_lines(&stdout, "p1").len(), 3, "{stdout}");
+    assert_eq!(crate::tagged_lines(&stdout, "p2").len(), 3, "{stdout}");
     assert!(stdout.contains("this is func2 with args: func2...arg1..., func1...agr2..."));
     let stderr = text(&out.stderr);
     assert!(
@@ -131,16 +121,14 @@ invoke = 'func2("func2...arg1...", "func1...agr2...")'
 
 #[test]
 fn up_fails_when_any_process_fails() {
-    let dir = scratch("up-fail");
-    let file = dir.join("mixed.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "up-fail",
+        "mixed.toml",
         format!(
             "[[process]]\nname = \"ok\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"args\"]\n\n\
              [[process]]\nname = \"bad\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"exit\", \"5\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let out = wasmp(&["up", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
     assert!(
@@ -208,8 +196,11 @@ fn w_help_version_and_completion_scripts() {
         assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
         assert!(text(&out.stdout).contains("pool"), "{shell}");
     }
-    let script = scratch("completion").join("wasmp.bash");
-    std::fs::write(&script, wasmp(&["completion", "bash"]).stdout).unwrap();
+    let script = crate::scratch_file(
+        "completion",
+        "wasmp.bash",
+        wasmp(&["completion", "bash"]).stdout,
+    );
     let status = std::process::Command::new("bash")
         .arg("-n")
         .arg(&script)
@@ -220,10 +211,9 @@ fn w_help_version_and_completion_scripts() {
 
 #[test]
 fn up_runs_the_tutorial_writer_and_reader_over_a_declared_queue() {
-    let dir = scratch("up-queue");
-    let file = dir.join("queue.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "up-queue",
+        "queue.toml",
         format!(
             r#"
 [[queue]]
@@ -244,15 +234,10 @@ invoke = 'reader("q")'
 queues = ["q"]
 "#
         ),
-    )
-    .unwrap();
+    );
     let out = wasmp(&["up", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let read: Vec<String> = text(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("[pr "))
-        .map(|l| l.split_once("] ").unwrap().1.to_string())
-        .collect();
+    let read = crate::tagged_lines(&text(&out.stdout), "pr");
     assert_eq!(
         read,
         [
@@ -397,12 +382,11 @@ fn run_shares_its_stdin_with_the_guest_and_copes_without_one() {
 
 #[test]
 fn pool_stops_quietly_when_its_reader_goes_away() {
-    let input = scratch("broken-pipe").join("tasks.jsonl");
-    std::fs::write(
-        &input,
+    let input = crate::scratch_file(
+        "broken-pipe",
+        "tasks.jsonl",
         (0..5000).map(|i| format!("[{i}]\n")).collect::<String>(),
-    )
-    .unwrap();
+    );
     let mut pool = std::process::Command::new(crate::WASMP)
         .args(["pool", POOL_PROBE, "--invoke", "square", "--input"])
         .arg(&input)

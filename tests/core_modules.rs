@@ -196,9 +196,9 @@ fn c_guests_run_from_the_cli_with_up_and_report_queue_errors() {
     assert!(text(&out.stderr).contains("get from nope: unknown queue"));
 
     // `up`: a C writer and a wasip1 Rust reader.
-    let file = scratch("up-core-modules").join("mixed.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "up-core-modules",
+        "mixed.toml",
         format!(
             r#"
 [[queue]]
@@ -218,16 +218,11 @@ invoke = 'reader("q")'
 queues = ["q"]
 "#
         ),
-    )
-    .unwrap();
+    );
     let out = wasmp(&["up", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let read: String = text(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("[reader "))
-        .map(|l| format!("{}\n", l.split_once("] ").unwrap().1))
-        .collect();
-    assert_eq!(read, crate::tutorial::READ);
+    let read = crate::tagged_lines(&text(&out.stdout), "reader");
+    assert_eq!(read.join("\n") + "\n", crate::tutorial::READ);
 }
 
 #[test]
@@ -241,8 +236,7 @@ fn a_module_without_start_gets_the_reactor_adapter_and_says_it_has_no_main() {
              (func (export "_initialize")))"#,
     )
     .unwrap();
-    let path = scratch("reactor").join("reactor.wasm");
-    std::fs::write(&path, module).unwrap();
+    let path = crate::scratch_file("reactor", "reactor.wasm", module);
     let path = path.to_str().unwrap();
     let out = wasmp(&["check", path]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -31,97 +31,49 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case {
-        name: "args",
-        args: &["args", "a", "b c", "", "--flag", "ünïcode"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "env",
-        args: &["env"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "files",
-        args: &["files", "/d"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "files in a dir mapped to /",
-        args: &["files", "/"],
-        guest_dir: "/",
-        stdin: None,
-    },
-    Case {
-        name: "ls",
-        args: &["ls", "/d", "/d/sub", "/", "/nope", "."],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "ls /",
-        args: &["ls", "/", "/sub"],
-        guest_dir: "/",
-        stdin: None,
-    },
-    Case {
-        name: "clocks",
-        args: &["clocks"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "random",
-        args: &["random"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "stdio",
-        args: &["stdio"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "stdio with input",
-        args: &["stdio"],
-        guest_dir: "/d",
-        stdin: Some(b"line one\nline \xff two\n\0 no newline"),
-    },
-    Case {
-        name: "exit 0",
-        args: &["exit", "0"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "exit 3",
-        args: &["exit", "3"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "exit 125",
-        args: &["exit", "125"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "panic",
-        args: &["panic"],
-        guest_dir: "/d",
-        stdin: None,
-    },
-    Case {
-        name: "unknown action",
-        args: &["frobnicate"],
-        guest_dir: "/d",
-        stdin: None,
-    },
+    case("args", &["args", "a", "b c", "", "--flag", "ünïcode"]),
+    case("env", &["env"]),
+    case("files", &["files", "/d"]),
+    case("files in a dir mapped to /", &["files", "/"]).mapped_to_root(),
+    case("ls", &["ls", "/d", "/d/sub", "/", "/nope", "."]),
+    case("ls /", &["ls", "/", "/sub"]).mapped_to_root(),
+    case("clocks", &["clocks"]),
+    case("random", &["random"]),
+    case("stdio", &["stdio"]),
+    case("stdio with input", &["stdio"]).with_stdin(b"line one\nline \xff two\n\0 no newline"),
+    case("exit 0", &["exit", "0"]),
+    case("exit 3", &["exit", "3"]),
+    case("exit 125", &["exit", "125"]),
+    case("panic", &["panic"]),
+    case("unknown action", &["frobnicate"]),
 ];
+
+/// A case with the fixture at `/d` and an empty stdin.
+const fn case(name: &'static str, args: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        args,
+        guest_dir: "/d",
+        stdin: None,
+    }
+}
+
+impl Case {
+    /// The fixture directory mapped to `/` instead.
+    const fn mapped_to_root(self) -> Case {
+        Case {
+            guest_dir: "/",
+            ..self
+        }
+    }
+
+    const fn with_stdin(self, stdin: &'static [u8]) -> Case {
+        Case {
+            stdin: Some(stdin),
+            ..self
+        }
+    }
+}
 
 /// Environment given to every case, in `--env` form (both tools spell it the same).
 const ENV: &[&str] = &["A=1", "B=two words", "EMPTY="];

@@ -230,16 +230,14 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
 
 #[test]
 fn m13_control_sequences_are_neutralised_in_tagged_output_and_floods_are_capped() {
-    let dir = scratch("ansi");
-    let file = dir.join("ansi.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "ansi",
+        "ansi.toml",
         format!(
             "[[process]]\nname = \"a\"\ncomponent = \"{HOSTILE}\"\nargs = [\"ansi\"]\n\n\
              [[process]]\nname = \"b\"\ncomponent = \"{NOOP}\"\n"
         ),
-    )
-    .unwrap();
+    );
     let out = crate::wasmp(&["up", file.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(
@@ -271,13 +269,11 @@ fn h2_a_stopped_worker_is_killed_at_its_deadline() {
 
 #[test]
 fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
-    let dir = scratch("host-signals");
-    let file = dir.join("spin.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "host-signals",
+        "spin.toml",
         format!("[[process]]\nname = \"s\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"spin\"]\n"),
-    )
-    .unwrap();
+    );
     // The last case closes the host's stderr first: the host must stop its workers even
     // when it cannot say so.
     for (signal, code, closed_stderr) in [
@@ -412,9 +408,11 @@ fn table_bomb_path(step: u32) -> std::path::PathBuf {
                    (i32.ne (table.grow $t (ref.null func) (i32.const {step})) (i32.const -1))))
                (call $exit (i32.div_u (table.size $t) (i32.const {step})))))"#
     );
-    let path = scratch(&format!("table-bomb-{step}")).join("table_bomb.wasm");
-    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
-    path
+    crate::scratch_file(
+        &format!("table-bomb-{step}"),
+        "table_bomb.wasm",
+        wat::parse_str(wat).unwrap(),
+    )
 }
 
 fn table_bomb(step: u32) -> wasmp::Component {

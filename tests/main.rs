@@ -180,6 +180,23 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A file `name` holding `contents` in a fresh scratch directory for `label`; its path.
+pub(crate) fn scratch_file(label: &str, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = scratch(label).join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// The lines `wasmp up` tagged `[name PID] `, without the tag.
+pub(crate) fn tagged_lines(stdout: &str, name: &str) -> Vec<String> {
+    let tag = format!("[{name} ");
+    stdout
+        .lines()
+        .filter(|line| line.starts_with(&tag))
+        .map(|line| line.split_once("] ").unwrap().1.to_string())
+        .collect()
+}
+
 /// The pool-probe guest's path (for tests outside `pool`).
 pub(crate) fn pool_probe() -> &'static str {
     wasmp_artifacts::POOL_PROBE

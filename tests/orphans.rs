@@ -24,16 +24,14 @@ pub(crate) fn children(parent: u32) -> Vec<u32> {
 
 #[test]
 fn sigkill_of_the_host_leaves_no_worker_alive() {
-    let dir = crate::scratch("orphans");
-    let file = dir.join("spinners.toml");
-    std::fs::write(
-        &file,
+    let file = crate::scratch_file(
+        "orphans",
+        "spinners.toml",
         format!(
             "[[process]]\nname = \"s1\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"spin\"]\n\n\
              [[process]]\nname = \"s2\"\ncomponent = \"{CLI_PROBE}\"\nargs = [\"spin\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let mut host = Command::new(WASMP)
         .args(["up", file.to_str().unwrap()])
         .env("WASMP_CACHE_DIR", cache_dir())

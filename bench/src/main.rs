@@ -582,6 +582,13 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
     let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     let mut samples: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     let mut push = |key: &'static str, value: f64| samples.entry(key).or_default().push(value);
+    // Seconds for CPU_TASKS tasks of `rounds` xorshift rounds, one task per trip to a worker.
+    let cpu = |pool: &Pool, rounds: u64| {
+        timed(|| {
+            pool.map(&probe, "cpu", vec![rounds; CPU_TASKS as usize], Some(1))?;
+            Ok(())
+        })
+    };
     for _ in 0..rounds {
         push(
             "start",
@@ -600,25 +607,8 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
         let (apply, map) = throughput(&pool, &probe, APPLY, MAP)?;
         push("apply", apply);
         push("map", map);
-        push(
-            "cpu.parallel",
-            timed(|| {
-                pool.map(
-                    &probe,
-                    "cpu",
-                    vec![WASM_ROUNDS; CPU_TASKS as usize],
-                    Some(1),
-                )?;
-                Ok(())
-            })?,
-        );
-        push(
-            "cpu.small",
-            timed(|| {
-                pool.map(&probe, "cpu", vec![PY_ROUNDS; CPU_TASKS as usize], Some(1))?;
-                Ok(())
-            })?,
-        );
+        push("cpu.parallel", cpu(&pool, WASM_ROUNDS)?);
+        push("cpu.small", cpu(&pool, PY_ROUNDS)?);
         drop(pool);
         let reuse = Pool::builder(runtime)
             .processes(WORKERS)
@@ -631,18 +621,7 @@ fn pool_rows(runtime: &Runtime, rounds: usize) -> Result<Vec<Line>> {
         drop(reuse);
         let serial = Pool::builder(runtime).processes(1).build()?;
         serial.apply(&probe, "noop", Vec::<Val>::new())?;
-        push(
-            "cpu.serial",
-            timed(|| {
-                serial.map(
-                    &probe,
-                    "cpu",
-                    vec![WASM_ROUNDS; CPU_TASKS as usize],
-                    Some(1),
-                )?;
-                Ok(())
-            })?,
-        );
+        push("cpu.serial", cpu(&serial, WASM_ROUNDS)?);
         drop(serial);
 
         let py = python_pool(&["apply", &APPLY.to_string()])?;

@@ -193,15 +193,15 @@ fn inspect(module: &[u8]) -> Result<ModuleShape> {
                     continue;
                 };
                 // A malformed name section is not worth refusing a module over.
-                for name in names.into_iter().flatten() {
-                    if let Name::Function(map) = name {
-                        for naming in map.into_iter().flatten() {
-                            if naming.name == REALLOC {
-                                realloc_by_name = Some(naming.index);
-                            } else if naming.name == REALLOC_WRAPPER {
-                                wrapper_by_name = Some(naming.index);
-                            }
-                        }
+                let functions = names.into_iter().flatten().filter_map(|name| match name {
+                    Name::Function(map) => Some(map),
+                    _ => None,
+                });
+                for naming in functions.flat_map(|map| map.into_iter().flatten()) {
+                    match naming.name {
+                        REALLOC => realloc_by_name = Some(naming.index),
+                        REALLOC_WRAPPER => wrapper_by_name = Some(naming.index),
+                        _ => {}
                     }
                 }
             }

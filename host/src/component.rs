@@ -36,8 +36,6 @@ struct Inner {
     wasm: Arc<[u8]>,
     cwasm: PathBuf,
     cwasm_fuel: OnceLock<PathBuf>,
-    /// Given as a WASI preview-1 core module and adapted into a component.
-    adapted: bool,
     is_command: bool,
     functions: BTreeMap<String, ComponentFunc>,
 }
@@ -146,7 +144,6 @@ impl Component {
                 wasm: Arc::from(bytes),
                 cwasm,
                 cwasm_fuel: OnceLock::new(),
-                adapted: wasmparser::Parser::is_core_wasm(bytes),
                 is_command,
                 functions,
             }),
@@ -160,7 +157,7 @@ impl Component {
 
     /// Whether it was given as a WASI preview-1 core module (and adapted into a component).
     pub fn is_adapted_module(&self) -> bool {
-        self.inner.adapted
+        wasmparser::Parser::is_core_wasm(&self.inner.wasm)
     }
 
     /// Whether the component is a WASI command (exports `wasi:cli/run`, i.e. has a `main`).

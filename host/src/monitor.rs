@@ -46,7 +46,7 @@ impl Monitor {
     /// Sends the start message and starts the monitor thread.
     pub(crate) fn start(
         spawned: Spawned,
-        spec: StartSpec,
+        mut spec: StartSpec,
         link: WorkerLink,
         shared: Arc<Shared>,
     ) -> Result<JoinHandle<()>> {
@@ -62,7 +62,6 @@ impl Monitor {
         let mut conn = WorkerConn::new(link.name.clone(), channel, link.queues)?;
         // The socket buffers this until the worker reads it: no round trip before `start`
         // returns. If the worker is already dead the monitor finds out below.
-        let mut spec = spec;
         // A host started with fd 0 closed has no stdin to share: the guest reads nothing.
         spec.stdin &= rustix::io::fcntl_getfd(rustix::stdio::stdin()).is_ok();
         let _ = if spec.stdin {

@@ -65,19 +65,20 @@ def current_process_name() -> str:
     return _process.name()
 
 
-def _raise(queue: str, error: Err) -> None:
+def _error(queue: str, error: Err) -> Exception:
+    """The Python exception for a `queue-error` the host answered with."""
     value = error.value
     if isinstance(value, _queue.QueueError_Closed):
-        raise Closed(f"queue {queue!r} is closed") from None
+        return Closed(f"queue {queue!r} is closed")
     if isinstance(value, _queue.QueueError_Timeout):
-        raise Empty() from None
+        return Empty()
     if isinstance(value, _queue.QueueError_Full):
-        raise Full() from None
+        return Full()
     if isinstance(value, _queue.QueueError_TooLarge):
-        raise QueueError(f"message over the host's limit of {value.value} bytes") from None
+        return QueueError(f"message over the host's limit of {value.value} bytes")
     if isinstance(value, _queue.QueueError_Unknown):
-        raise QueueError(f"no queue named {value.value!r} was granted to this worker") from None
-    raise QueueError(repr(value)) from None
+        return QueueError(f"no queue named {value.value!r} was granted to this worker")
+    return QueueError(repr(value))
 
 
 def _bytes(message: Message) -> bytes:
@@ -98,14 +99,14 @@ class Queue:
             else:
                 _queue.try_put(self.name, _bytes(message))
         except Err as e:
-            _raise(self.name, e)
+            raise _error(self.name, e) from None
 
     def put_many(self, messages: List[Message]) -> None:
         """Appends several messages in order, in one call to the host."""
         try:
             _queue.put_many(self.name, [_bytes(m) for m in messages])
         except Err as e:
-            _raise(self.name, e)
+            raise _error(self.name, e) from None
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> bytes:
         """Takes the oldest message. Raises `Empty` when none came in time (or at once
@@ -119,8 +120,7 @@ class Queue:
             timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
             return _queue.get(self.name, timeout_ms)
         except Err as e:
-            _raise(self.name, e)
-            raise  # unreachable: _raise always raises
+            raise _error(self.name, e) from None
 
     def get_many(self, max_messages: int, timeout: Optional[float] = None) -> List[bytes]:
         """Takes between one and `max_messages` messages, waiting only for the first."""
@@ -128,23 +128,21 @@ class Queue:
         try:
             return _queue.get_many(self.name, max_messages, timeout_ms)
         except Err as e:
-            _raise(self.name, e)
-            raise
+            raise _error(self.name, e) from None
 
     def close(self) -> None:
         """No more puts; getters drain what is left, then see `Closed`."""
         try:
             _queue.close(self.name)
         except Err as e:
-            _raise(self.name, e)
+            raise _error(self.name, e) from None
 
     def qsize(self) -> int:
         """How many messages wait in the queue."""
         try:
             return _queue.len(self.name)
         except Err as e:
-            _raise(self.name, e)
-            raise
+            raise _error(self.name, e) from None
 
     def empty(self) -> bool:
         return self.qsize() == 0
