@@ -27,50 +27,35 @@
 
 #![deny(missing_docs)]
 
-mod adapt;
-mod broker;
-mod cache;
-mod component;
-mod conn;
-mod engine;
 mod error;
-mod exit;
 mod grants;
-mod input;
-mod json;
-mod limits;
-mod monitor;
-mod output;
+mod link;
 mod pool;
-mod pool_worker;
 mod process;
 mod protocol;
 mod queue;
 mod runtime;
-mod signature;
-mod standby;
-mod supervisor;
+mod stdio;
 mod sync;
-mod task;
 mod value;
 mod worker;
 
-pub use broker::{DEFAULT_MAX_MESSAGE_SIZE, QueueStats};
-pub use component::{Component, MAX_COMPONENT_SIZE};
 pub use error::{InputError, InputErrorKind};
-pub use exit::ExitStatus;
-pub use grants::{DirGrant, parse_env};
-pub use input::Input;
-pub use json::val_to_json;
-pub use limits::Limits;
-pub use output::{MAX_CAPTURE, Output};
+pub use grants::dir::{DirGrant, parse_env};
+pub use grants::limits::Limits;
+pub use link::spawn::shutdown_workers;
+pub use pool::task::{AsyncResult, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};
+pub use process::exit::ExitStatus;
 pub use process::{Process, TERMINATE_GRACE};
+pub use queue::broker::{DEFAULT_MAX_MESSAGE_SIZE, QueueStats};
 pub use queue::{Queue, QueueBuilder, QueueError};
+pub use runtime::component::{Component, MAX_COMPONENT_SIZE};
 pub use runtime::{Runtime, RuntimeBuilder};
-pub use supervisor::shutdown_workers;
-pub use task::{AsyncResult, TaskError, TaskResult};
+pub use stdio::input::Input;
+pub use stdio::output::{MAX_CAPTURE, Output};
 pub use value::IntoVal;
+pub use value::json::val_to_json;
 pub use wasmtime::component::Val;
 
 /// Turns this program into a wasmp worker if the host started it as one, and never returns

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::grants::DirGrant;
-use crate::limits::Limits;
+use crate::grants::dir::DirGrant;
+use crate::grants::limits::Limits;
 
 /// Bumped whenever a message changes shape; a worker program of another version is refused.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;

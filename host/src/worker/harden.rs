@@ -13,7 +13,7 @@ use rustix::process::{
     Resource, Rlimit, Signal, getppid, getrlimit, set_parent_process_death_signal, setrlimit,
 };
 
-use crate::limits::Limits;
+use crate::grants::limits::Limits;
 
 /// SIGKILL this process when the host dies, then make sure the host did not die before
 /// that was armed (the race PDEATHSIG alone leaves open).

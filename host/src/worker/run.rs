@@ -17,9 +17,9 @@ use super::channel::Channel;
 use super::sandbox;
 use super::state::{WorkerState, new_linker};
 use super::timer::EpochTimer;
-use crate::engine::{EngineOptions, new_engine};
-use crate::limits::Limits;
+use crate::grants::limits::Limits;
 use crate::protocol::{Entry, Grants, Outcome, StartSpec};
+use crate::runtime::engine::{EngineOptions, new_engine};
 
 /// A compiled component, linked and ready to instantiate, with its exports looked up once.
 struct Loaded {

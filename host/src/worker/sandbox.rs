@@ -18,7 +18,7 @@ use landlock::{
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use tracing::debug;
 
-use crate::grants::DirGrant;
+use crate::grants::dir::DirGrant;
 
 /// What the worker may still open once sandboxed.
 pub(crate) struct Walls<'a> {

@@ -47,10 +47,12 @@ pub(crate) fn new_linker(engine: &Engine) -> anyhow::Result<Linker<WorkerState>>
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Worker::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     linker
-        .instance(crate::adapt::PROC_EXIT_INTERFACE)?
+        .instance(crate::runtime::adapt::PROC_EXIT_INTERFACE)?
         .func_wrap(
-            crate::adapt::PROC_EXIT,
-            |_, (status,): (u32,)| -> wasmtime::Result<()> { Err(crate::adapt::proc_exit(status)) },
+            crate::runtime::adapt::PROC_EXIT,
+            |_, (status,): (u32,)| -> wasmtime::Result<()> {
+                Err(crate::runtime::adapt::proc_exit(status))
+            },
         )?;
     Ok(linker)
 }

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use serde_json::{Map, Number, Value};
 use wasmtime::component::{Type, Val};
 
-use crate::signature::describe_type;
+use crate::runtime::signature::describe_type;
 
 /// Converts `json` to a value of type `ty`.
 pub(crate) fn from_json(json: &Value, ty: &Type) -> Result<Val> {

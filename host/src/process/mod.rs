@@ -1,5 +1,8 @@
 //! `Process`: one guest in its own OS process, with Python's names and meanings.
 
+pub(crate) mod exit;
+pub(crate) mod monitor;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -10,17 +13,17 @@ use rustix::process::Signal;
 use tracing::{debug, warn};
 use wasmtime::component::Val;
 
-use crate::component::Component;
 use crate::error::{InputError, InputErrorKind};
-use crate::exit::ExitStatus;
-use crate::grants::{DirGrant, parse_env};
-use crate::input::Input;
-use crate::limits::Limits;
-use crate::monitor::{Monitor, WorkerLink};
-use crate::output::Output;
+use crate::grants::dir::{DirGrant, parse_env};
+use crate::grants::limits::Limits;
+use crate::link::spawn::{self, Signaller, SpawnRequest};
+use crate::process::exit::ExitStatus;
+use crate::process::monitor::{Monitor, WorkerLink};
 use crate::protocol::{Entry, Grants, StartSpec};
 use crate::queue::{Queue, QueueGrants};
-use crate::supervisor::{self, Signaller, SpawnRequest};
+use crate::runtime::component::Component;
+use crate::stdio::input::Input;
+use crate::stdio::output::Output;
 use crate::value::IntoVal;
 
 /// How long [`Process::terminate`] waits after SIGTERM before it sends SIGKILL.
@@ -308,7 +311,7 @@ impl Process {
             .flatten();
         let spawned = match standby {
             Some(spawned) => spawned,
-            None => supervisor::spawn(SpawnRequest {
+            None => spawn::spawn(SpawnRequest {
                 program: runtime.worker_program().to_path_buf(),
                 stdout: self.stdout,
                 stderr: self.stderr,

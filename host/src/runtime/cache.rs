@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use tracing::debug;
 use wasmtime::Engine;
 
-use crate::adapt;
 use crate::error::{InputError, InputErrorKind};
+use crate::runtime::adapt;
 
 /// Where compiled components are kept.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ impl CompileCache {
     /// and whether this call compiled it.
     ///
     /// `wasm` is a component or a WASI preview-1 core module; a core module is adapted into
-    /// a component first ([`crate::adapt`]), so a cache hit skips the adaptation too.
+    /// a component first ([`crate::runtime::adapt`]), so a cache hit skips the adaptation too.
     pub(crate) fn compile(&self, engine: &Engine, wasm: &[u8]) -> Result<(PathBuf, bool)> {
         let core = wasmparser::Parser::is_core_wasm(wasm);
         let adapter = core.then(adapt::adapter_fingerprint).unwrap_or_default();

@@ -1,17 +1,23 @@
 //! The host side's shared context: one wasmtime engine, one compile cache, and the program
 //! that worker processes run.
 
+pub(crate) mod adapt;
+pub(crate) mod cache;
+pub(crate) mod component;
+pub(crate) mod engine;
+pub(crate) mod signature;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use wasmtime::Engine;
 
-use crate::cache::CompileCache;
-use crate::component::Component;
-use crate::engine::{EngineOptions, new_engine};
-use crate::standby::Standby;
-use crate::supervisor::Spawned;
+use crate::link::spawn::Spawned;
+use crate::link::standby::Standby;
+use crate::runtime::cache::CompileCache;
+use crate::runtime::component::Component;
+use crate::runtime::engine::{EngineOptions, new_engine};
 
 /// Compiles components and spawns worker processes. Cheap to clone (an `Arc`).
 ///

@@ -10,13 +10,13 @@ use anyhow::{Context, Result};
 use rustix::process::Signal;
 use tracing::{debug, warn};
 
-use crate::conn::{Event, WorkerConn};
-use crate::exit::ExitStatus;
-use crate::output::{Drain, Output, Stream};
+use crate::link::conn::{Event, WorkerConn};
+use crate::link::spawn::{Signaller, Spawned};
+use crate::process::exit::ExitStatus;
 use crate::process::{Finished, Shared};
 use crate::protocol::{Outcome, StartSpec, ToWorker};
 use crate::queue::QueueGrants;
-use crate::supervisor::{Signaller, Spawned};
+use crate::stdio::output::{Drain, Output, Stream};
 
 /// How long a worker past its deadline gets to trap on its own before it is killed: the
 /// epoch trap cannot reach a guest blocked in a host call.

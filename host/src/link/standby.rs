@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use rustix::process::Signal;
 use tracing::debug;
 
-use crate::output::Output;
-use crate::supervisor::{self, SpawnRequest, Spawned};
+use crate::link::spawn::{self, SpawnRequest, Spawned};
+use crate::stdio::output::Output;
 
 /// A set of idle, pre-spawned worker processes.
 pub(crate) struct Standby {
@@ -64,7 +64,7 @@ impl Standby {
                 stderr: Output::Inherit,
                 standby: true,
             };
-            let spawned = supervisor::spawn_detached(request, move |spawned| {
+            let spawned = spawn::spawn_detached(request, move |spawned| {
                 let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
                 state.pending -= 1;
                 match spawned {

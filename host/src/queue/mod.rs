@@ -6,13 +6,15 @@
 //! it. Workers reach it through `wasmp:worker/queue`; each call travels to the host over
 //! the worker's socket and is answered by the worker's monitor thread.
 
+pub(crate) mod broker;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::{DEFAULT_MAX_MESSAGE_SIZE, QueueCore, QueueStats, Wait};
 use crate::protocol::{MAX_FRAME_LEN, QueueCall, QueueFault, QueueReply};
+use crate::queue::broker::{DEFAULT_MAX_MESSAGE_SIZE, QueueCore, QueueStats, Wait};
 
 /// Why a queue operation did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,13 +12,13 @@ use anyhow::{Context, Result};
 use rustix::process::Signal;
 use tracing::{debug, warn};
 
-use crate::conn::{Event, HELLO_TIMEOUT, WorkerConn};
-use crate::monitor::{TIMEOUT_GRACE, exit_status, start_drains};
-use crate::output::{Drain, Output};
+use crate::link::conn::{Event, HELLO_TIMEOUT, WorkerConn};
+use crate::link::spawn::{self, Signaller, SpawnRequest};
+use crate::pool::task::{TaskError, TaskResult};
 use crate::pool::{MAX_JOB, PoolShared, Task};
+use crate::process::monitor::{TIMEOUT_GRACE, exit_status, start_drains};
 use crate::protocol::{Outcome, ServeSpec, TaskSpec, ToWorker};
-use crate::supervisor::{self, Signaller, SpawnRequest};
-use crate::task::{TaskError, TaskResult};
+use crate::stdio::output::{Drain, Output};
 
 /// After this many consecutive failed starts the pool gives up and reports why.
 const MAX_START_FAILURES: u32 = 5;
@@ -164,7 +164,7 @@ impl WorkerProcess {
             Output::Capture => Output::Tagged,
             other => other,
         };
-        let spawned = supervisor::spawn(SpawnRequest {
+        let spawned = spawn::spawn(SpawnRequest {
             program: shared.runtime.worker_program().to_path_buf(),
             stdout: output,
             stderr: output,

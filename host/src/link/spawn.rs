@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
-use crate::output::Output;
+use crate::stdio::output::Output;
 use crate::worker::{STANDBY_MARKER, WORKER_MARKER};
 
 /// Environment variables a worker program inherits; everything else is cleared.

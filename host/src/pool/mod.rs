@@ -5,6 +5,9 @@
 //! fails that task (or retries it) within milliseconds and is replaced, so `get()` never
 //! hangs; unlike `ProcessPoolExecutor`, one death does not break the pool.
 
+pub(crate) mod slot;
+pub(crate) mod task;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,16 +17,15 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use wasmtime::component::Val;
 
-use crate::component::Component;
-use crate::grants::DirGrant;
-use crate::limits::Limits;
-use crate::output::Output;
-use crate::pool_worker;
+use crate::grants::dir::DirGrant;
+use crate::grants::limits::Limits;
+use crate::link::spawn::Signaller;
+use crate::pool::task::{AsyncResult, Slot, TaskError, TaskResult};
 use crate::protocol::Grants;
 use crate::queue::{Queue, QueueGrants};
 use crate::runtime::Runtime;
-use crate::supervisor::Signaller;
-use crate::task::{AsyncResult, Slot, TaskError, TaskResult};
+use crate::runtime::component::Component;
+use crate::stdio::output::Output;
 use crate::value::IntoVal;
 
 /// Jobs sent to a worker hold at most this many tasks.
@@ -174,7 +176,7 @@ impl PoolBuilder {
             live: Mutex::new(HashMap::new()),
         });
         let threads = (0..self.processes)
-            .map(|index| pool_worker::start(shared.clone(), index))
+            .map(|index| slot::start(shared.clone(), index))
             .collect::<Result<Vec<_>>>()?;
         Ok(Pool {
             shared,
@@ -670,7 +672,7 @@ impl Pool {
         for task in queued {
             self.shared.finish(task, Err(TaskError::Terminated));
         }
-        pool_worker::kill_all(&self.shared);
+        slot::kill_all(&self.shared);
         let _ = self.join();
     }
 

@@ -17,7 +17,7 @@ use wasmtime::component::{Val, wasm_wave};
 
 use crate::error::{InputErrorKind, input_error};
 use crate::runtime::Runtime;
-use crate::signature::{describe_func, describe_type};
+use crate::runtime::signature::{describe_func, describe_type};
 use crate::worker::new_linker;
 
 /// Components larger than this are refused before they are read.
@@ -346,7 +346,7 @@ impl Component {
             .zip(items)
             .enumerate()
             .map(|(i, ((param, ty), item))| {
-                crate::json::from_json(item, ty).or_else(|e| {
+                crate::value::json::from_json(item, ty).or_else(|e| {
                     input_error(
                         InputErrorKind::BadArguments,
                         format!("argument {} of {export} ({param}): {e:#}", i + 1),

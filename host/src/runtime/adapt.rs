@@ -42,7 +42,7 @@ use wasmparser::{ExternalKind, KnownCustom, Name, Parser, Payload};
 use crate::error::{InputError, InputErrorKind};
 
 /// The guest contract, embedded into modules that import it without carrying its types.
-const WORKER_WIT: &str = include_str!("../../wit/worker.wit");
+const WORKER_WIT: &str = include_str!("../../../wit/worker.wit");
 /// The host interface a core module's `proc_exit` is routed to: preview-1's exit with its
 /// status kept, which neither the adapter nor `wasi:cli/exit` (a `u8`) can carry.
 pub(crate) const PROC_EXIT_INTERFACE: &str = "wasmp:core-module/exit@0.1.0";

@@ -1,5 +1,7 @@
 //! Rust values as component-model values, for [`Process::invoke`](crate::Process::invoke).
 
+pub(crate) mod json;
+
 use wasmtime::component::Val;
 
 /// Converts a Rust value into a component-model [`Val`].

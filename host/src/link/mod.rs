@@ -1,0 +1,5 @@
+//! The host's live link to a worker process: spawning it, its socket, its standby set.
+
+pub(crate) mod conn;
+pub(crate) mod spawn;
+pub(crate) mod standby;
