@@ -164,7 +164,7 @@ fn worker_pid_of_running_task(pool: &Pool, q: &Queue, ms: u64) -> (wasmp::AsyncR
 fn a_worker_killed_mid_task_fails_that_task_quickly_and_is_replaced() {
     let probe = guest(POOL_PROBE);
     let q = Queue::new("pids");
-    let pool = pool(2).queue(&q).unwrap().build().unwrap();
+    let pool = pool(2).queue(&q).build().unwrap();
     let others: Vec<_> = (0..20u64)
         .map(|x| pool.apply_async(&probe, "square", [x]).unwrap())
         .collect();
@@ -198,7 +198,7 @@ fn a_worker_killed_mid_task_fails_that_task_quickly_and_is_replaced() {
 #[test]
 fn a_task_is_retried_when_asked_and_its_result_is_delivered_once() {
     let q = Queue::new("pids");
-    let pool = pool(1).retries(1).queue(&q).unwrap().build().unwrap();
+    let pool = pool(1).retries(1).queue(&q).build().unwrap();
     let delivered = Arc::new(AtomicUsize::new(0));
     let (result, pid) = worker_pid_of_running_task(&pool, &q, 1_000);
     let d = delivered.clone();
@@ -227,7 +227,6 @@ fn a_task_over_its_timeout_is_stopped_spinning_or_blocked() {
     let pool = pool(1)
         .timeout(Duration::from_millis(300))
         .queue(&q)
-        .unwrap()
         .build()
         .unwrap();
     let started = Instant::now();
@@ -321,7 +320,7 @@ fn pool_builder_failing() -> Pool {
 fn terminate_fails_what_is_left_and_reaps_every_worker() {
     let probe = guest(POOL_PROBE);
     let q = Queue::new("pids");
-    let pool = pool(1).queue(&q).unwrap().build().unwrap();
+    let pool = pool(1).queue(&q).build().unwrap();
     let (running, pid) = worker_pid_of_running_task(&pool, &q, 30_000);
     let queued = pool.apply_async(&probe, "square", [1u64]).unwrap();
     pool.terminate();
@@ -333,7 +332,7 @@ fn terminate_fails_what_is_left_and_reaps_every_worker() {
 #[test]
 fn dropping_a_pool_reaps_its_workers() {
     let q = Queue::new("pids");
-    let pool = pool(1).queue(&q).unwrap().build().unwrap();
+    let pool = pool(1).queue(&q).build().unwrap();
     let (_running, pid) = worker_pid_of_running_task(&pool, &q, 30_000);
     drop(pool);
     assert!(!is_running(pid));

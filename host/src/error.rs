@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// What was wrong with the input a user handed to wasmp; nothing was spawned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputError {
@@ -73,3 +75,35 @@ pub(crate) fn input_error<T>(
 ) -> anyhow::Result<T> {
     Err(InputError::new(kind, message).into())
 }
+
+/// Why a queue operation did not succeed: the host's own `Queue` calls and the answers
+/// to a guest's calls (it travels in the protocol as it is, and becomes WIT's `queue-error`
+/// inside the worker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The queue is closed (for getters: closed and drained).
+    Closed,
+    /// The deadline passed first.
+    Timeout,
+    /// The queue is full and the call may not wait.
+    Full,
+    /// The message is larger than the queue's limit (given, in bytes).
+    TooLarge(u64),
+    /// No queue of this name was granted.
+    Unknown(String),
+}
+
+impl fmt::Display for QueueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueueError::Closed => f.write_str("queue is closed"),
+            QueueError::Timeout => f.write_str("queue operation timed out"),
+            QueueError::Full => f.write_str("queue is full"),
+            QueueError::TooLarge(limit) => write!(f, "message is larger than {limit} bytes"),
+            QueueError::Unknown(name) => write!(f, "no queue named {name:?} was granted"),
+        }
+    }
+}
+
+impl std::error::Error for QueueError {}

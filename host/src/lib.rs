@@ -27,7 +27,9 @@
 
 #![deny(missing_docs)]
 
+mod engine;
 mod error;
+mod exit;
 mod grants;
 mod link;
 mod pool;
@@ -40,16 +42,18 @@ mod sync;
 mod value;
 mod worker;
 
-pub use error::{InputError, InputErrorKind};
+pub use error::{InputError, InputErrorKind, QueueError};
+pub use exit::ExitStatus;
+pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::Limits;
 pub use link::spawn::shutdown_workers;
 pub use pool::task::{AsyncResult, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};
-pub use process::exit::ExitStatus;
 pub use process::{Process, TERMINATE_GRACE};
-pub use queue::broker::{DEFAULT_MAX_MESSAGE_SIZE, QueueStats};
-pub use queue::{Queue, QueueBuilder, QueueError};
+pub use queue::DEFAULT_MAX_MESSAGE_SIZE;
+pub use queue::backend::QueueStats;
+pub use queue::{Queue, QueueBuilder};
 pub use runtime::component::{Component, MAX_COMPONENT_SIZE};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use stdio::input::Input;
@@ -66,12 +70,17 @@ pub use wasmtime::component::Val;
 /// files or starts threads: the worker closes every inherited file descriptor.
 pub fn run_worker_if_requested() {
     let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|arg| arg == worker::WORKER_MARKER) {
+    if args
+        .next()
+        .is_some_and(|arg| arg == protocol::WORKER_MARKER)
+    {
         let parent = args
             .next()
             .and_then(|pid| pid.to_str()?.parse().ok())
             .unwrap_or(0);
-        let standby = args.next().is_some_and(|arg| arg == worker::STANDBY_MARKER);
+        let standby = args
+            .next()
+            .is_some_and(|arg| arg == protocol::STANDBY_MARKER);
         worker::worker_main(parent, standby);
     }
 }

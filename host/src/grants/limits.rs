@@ -1,12 +1,11 @@
 //! How much a guest may use: memory, stack, instances and tables, fuel.
 //!
-//! Enforced inside the worker by wasmtime (`StoreLimits`, the stack limit, fuel), with the
+//! Plain data (it travels to the worker in its start message); enforced inside the worker by wasmtime (`StoreLimits`, the stack limit, fuel), with the
 //! OS as a backstop: `RLIMIT_DATA` above the memory limit (never `RLIMIT_AS`, which breaks
 //! wasmtime's address-space reservations). Wall-clock time limits are set separately
 //! (`Process::timeout`, `PoolBuilder::timeout`) because they also involve the host.
 
 use serde::{Deserialize, Serialize};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
 /// Resource limits for a guest. `None` leaves wasmtime's default.
 ///
@@ -44,24 +43,4 @@ impl Limits {
     /// thousands). wasmtime's own default is unlimited, which lets a `table.grow` loop eat
     /// the host's memory.
     pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 10_000_000;
-
-    /// The store limiter these limits ask for.
-    pub(crate) fn store_limits(&self) -> StoreLimits {
-        let mut builder = StoreLimitsBuilder::new();
-        if let Some(bytes) = self.max_memory_size {
-            builder = builder.memory_size(bytes);
-        }
-        if let Some(count) = self.max_instances {
-            builder = builder.instances(count);
-        }
-        if let Some(count) = self.max_tables {
-            builder = builder.tables(count);
-        }
-        builder
-            .table_elements(
-                self.max_table_elements
-                    .unwrap_or(Self::DEFAULT_MAX_TABLE_ELEMENTS),
-            )
-            .build()
-    }
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
-use tracing::debug;
 
+use crate::link::serve::QueueServer;
 use crate::protocol::{
     FrameError, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, ToHost, ToWorker, read_frame, write_frame,
 };
-use crate::queue::{InFlight, QueueGrants};
+use crate::queue::QueueGrants;
 
 /// A worker that has not said hello by then is not a wasmp worker (an embedder's binary
 /// that forgot to call `run_worker_if_requested`, for instance).
@@ -40,25 +40,19 @@ pub(crate) enum Event {
 }
 
 pub(crate) struct WorkerConn {
-    name: String,
     reader: BufReader<UnixStream>,
     writer: BufWriter<UnixStream>,
-    queues: QueueGrants,
-    /// Messages in the last reply, until the worker shows it read them: its next frame, or
-    /// a clean EOF. A worker killed with the reply unread leaves unread data in its socket,
-    /// which Linux reports to us as ECONNRESET: then they go back to their queue.
-    in_flight: Option<InFlight>,
+    /// The worker's queue calls, and the messages it has not shown it read yet.
+    queues: QueueServer,
 }
 
 impl WorkerConn {
     pub(crate) fn new(name: String, channel: UnixStream, queues: QueueGrants) -> Result<Self> {
         let writer = channel.try_clone().context("failed to clone a socket")?;
         Ok(WorkerConn {
-            name,
             reader: BufReader::with_capacity(64 * 1024, channel),
             writer: BufWriter::with_capacity(64 * 1024, writer),
-            queues,
-            in_flight: None,
+            queues: QueueServer::new(name, queues),
         })
     }
 
@@ -151,23 +145,22 @@ impl WorkerConn {
                 self.set_timeout(None)?;
             }
             if matches!(frame, Ok(Some(_)) | Ok(None) | Err(FrameError::Truncated)) {
-                self.in_flight = None;
+                self.queues.acknowledged();
             }
             match frame {
                 Ok(Some(ToHost::Call(call))) => {
                     let socket = self.reader.get_ref();
                     let abandoned =
                         || peer_closed(socket) || deadline.is_some_and(|d| Instant::now() >= d);
-                    let (reply, source) = self.queues.serve(call, &abandoned);
-                    let reply = ToWorker::Reply(reply);
+                    let reply = ToWorker::Reply(self.queues.serve(call, &abandoned));
                     let sent = self.send(&reply).is_ok();
                     let ToWorker::Reply(reply) = reply else {
                         unreachable!("built as a reply above")
                     };
-                    self.in_flight = source.and_then(|queue| InFlight::from_reply(queue, reply));
+                    self.queues.sent(reply);
                     if !sent {
                         // The worker died waiting for its answer.
-                        self.requeue_unread();
+                        self.queues.worker_lost();
                         return Ok(Event::Closed);
                     }
                 }
@@ -190,7 +183,7 @@ impl WorkerConn {
                 // dropped, and nothing of it reached a queue.
                 Err(FrameError::Truncated) => return Ok(Event::Closed),
                 Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                    self.requeue_unread();
+                    self.queues.worker_lost();
                     return Ok(Event::Closed);
                 }
                 Err(FrameError::Io(e))
@@ -203,21 +196,10 @@ impl WorkerConn {
                     return Ok(Event::Deadline);
                 }
                 Err(e) => {
-                    self.requeue_unread();
+                    self.queues.worker_lost();
                     return Err(e).context("worker broke the protocol");
                 }
             }
-        }
-    }
-
-    fn requeue_unread(&mut self) {
-        if let Some(unread) = self.in_flight.take() {
-            debug!(
-                name = %self.name,
-                count = unread.messages.len(),
-                "worker died before reading its messages; requeued"
-            );
-            unread.requeue();
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Spawning, signalling and reaping worker processes. Knows nothing of WIT or wasmtime.
+//! Spawning and signalling worker processes. Knows nothing of WIT or wasmtime.
 //!
 //! Every spawn happens on one long-lived thread: `PR_SET_PDEATHSIG` fires when the *thread*
 //! that forked the child exits, so spawning from a short-lived user thread would kill the
@@ -17,8 +17,8 @@ use anyhow::{Context, Result, anyhow};
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
+use crate::protocol::{STANDBY_MARKER, WORKER_MARKER};
 use crate::stdio::output::Output;
-use crate::worker::{STANDBY_MARKER, WORKER_MARKER};
 
 /// Environment variables a worker program inherits; everything else is cleared.
 const INHERITED_ENV: &[&str] = &[

@@ -5,54 +5,48 @@
 //! fails that task (or retries it) within milliseconds and is replaced, so `get()` never
 //! hangs; unlike `ProcessPoolExecutor`, one death does not break the pool.
 
+pub(crate) mod backend;
+pub(crate) mod local;
+pub(crate) mod scheduler;
 pub(crate) mod slot;
 pub(crate) mod task;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use wasmtime::component::Val;
 
+use crate::grants::Grants;
 use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
-use crate::link::spawn::Signaller;
-use crate::pool::task::{AsyncResult, Slot, TaskError, TaskResult};
-use crate::protocol::Grants;
-use crate::queue::{Queue, QueueGrants};
+use crate::pool::backend::{Call, PoolBackend};
+use crate::pool::local::LocalPool;
+use crate::pool::task::{AsyncResult, TaskResult};
+use crate::queue::Queue;
 use crate::runtime::Runtime;
 use crate::runtime::component::Component;
 use crate::stdio::output::Output;
 use crate::value::IntoVal;
-
-/// Jobs sent to a worker hold at most this many tasks.
-pub(crate) const MAX_JOB: usize = 64;
 
 /// Settings for a [`Pool`].
 #[must_use]
 pub struct PoolBuilder {
     runtime: Runtime,
     processes: usize,
-    pub(crate) config: PoolConfig,
-    queues: QueueGrants,
-    env: Vec<(String, String)>,
-    dirs: Vec<DirGrant>,
+    config: PoolConfig,
+    /// What every task may reach; a malformed grant is reported by `build`.
+    grants: Grants,
 }
 
-/// What the worker threads need to know.
-#[derive(Clone)]
+/// How the pool treats its workers (what they may reach is in [`Grants`]).
+#[derive(Clone, Default)]
 pub(crate) struct PoolConfig {
     pub(crate) max_tasks_per_worker: Option<u64>,
     pub(crate) max_memory_kb: Option<u64>,
-    pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
     pub(crate) initializer: Option<(Component, String, Vec<String>)>,
     pub(crate) output: Output,
     pub(crate) reuse_instances: bool,
-    pub(crate) limits: Limits,
 }
 
 impl PoolBuilder {
@@ -76,14 +70,14 @@ impl PoolBuilder {
         self
     }
 
-    /// Stop a task that runs longer than this ([`TaskError::TimedOut`]).
+    /// Stop a task that runs longer than this ([`TaskError::TimedOut`](crate::TaskError::TimedOut)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.config.timeout = Some(timeout);
+        self.grants = self.grants.timeout(timeout);
         self
     }
 
     /// Run a task again, up to this many times, when its worker process dies under it
-    /// (default 0: the task fails with [`TaskError::WorkerLost`]). Traps and timeouts are
+    /// (default 0: the task fails with [`TaskError::WorkerLost`](crate::TaskError::WorkerLost)). Traps and timeouts are
     /// never retried: they would happen again.
     pub fn retries(mut self, retries: u32) -> Self {
         self.config.retries = retries;
@@ -115,27 +109,32 @@ impl PoolBuilder {
 
     /// Resource limits for every task: memory, stack, instances and tables, fuel.
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.config.limits = limits;
+        self.grants = self.grants.limits(limits);
         self
     }
 
-    /// Grant a queue to every task.
-    pub fn queue(mut self, queue: &Queue) -> Result<Self> {
-        self.queues
-            .grant(queue)
-            .map_err(|message| crate::InputError::new(crate::InputErrorKind::BadConfig, message))?;
-        Ok(self)
+    /// Replaces everything granted so far with `grants` (directories, environment,
+    /// queues, limits, the per-task time limit).
+    pub fn grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
     }
 
-    /// Grant an environment variable to every task.
+    /// Grant a queue to every task ([`Grants::queue`]).
+    pub fn queue(mut self, queue: &Queue) -> Self {
+        self.grants = self.grants.queue(queue);
+        self
+    }
+
+    /// Grant an environment variable to every task ([`Grants::env`]).
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push((name.into(), value.into()));
+        self.grants = self.grants.env(name, value);
         self
     }
 
-    /// Grant a directory to every task.
+    /// Grant a directory to every task ([`Grants::dir`]).
     pub fn dir(mut self, grant: DirGrant) -> Self {
-        self.dirs.push(grant);
+        self.grants = self.grants.dir(grant);
         self
     }
 
@@ -149,75 +148,16 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// When a granted directory does not exist.
+    /// A malformed grant, or a granted directory that does not exist
+    /// ([`InputError`](crate::InputError)).
     pub fn build(self) -> Result<Pool> {
-        for dir in &self.dirs {
-            dir.check()?;
-        }
-        let grants = Grants {
-            name: "pool-worker".into(),
-            args: vec!["pool-worker".into()],
-            env: self.env,
-            dirs: self.dirs,
-            queues: self.queues.limits(),
-            limits: self.config.limits,
-        };
-        let shared = Arc::new(PoolShared {
-            runtime: self.runtime,
-            config: self.config,
-            grants,
-            queues: self.queues,
-            state: Mutex::new(PoolState::default()),
-            work: Condvar::new(),
-            idle: Condvar::new(),
-            next_id: AtomicU64::new(1),
-            counters: Counters::default(),
-            size: self.processes,
-            live: Mutex::new(HashMap::new()),
-        });
-        let threads = (0..self.processes)
-            .map(|index| slot::start(shared.clone(), index))
-            .collect::<Result<Vec<_>>>()?;
+        self.grants.check()?;
+        let backend = LocalPool::start(self.runtime, self.config, self.grants, self.processes)?;
         Ok(Pool {
-            shared,
-            threads: Mutex::new(threads),
+            backend: Box::new(backend),
             size: self.processes,
         })
     }
-}
-
-/// A queued task.
-pub(crate) struct Task {
-    pub(crate) id: u64,
-    pub(crate) component: Component,
-    /// The compiled file the worker runs (the fuel-metered variant under a fuel limit).
-    pub(crate) cwasm: std::path::PathBuf,
-    pub(crate) export: String,
-    pub(crate) args: Vec<String>,
-    pub(crate) attempts: u32,
-    /// Tasks of one `map` chunk share this and travel to a worker together.
-    pub(crate) chunk: Option<u64>,
-    pub(crate) slot: Arc<Slot>,
-}
-
-#[derive(Default)]
-pub(crate) struct PoolState {
-    pub(crate) tasks: VecDeque<Task>,
-    /// Tasks submitted and not finished.
-    pub(crate) outstanding: usize,
-    pub(crate) closed: bool,
-    pub(crate) terminating: bool,
-    /// Set when workers keep failing at start-up; every task then fails with it.
-    pub(crate) broken: Option<String>,
-}
-
-/// Totals since the pool started.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) succeeded: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) workers_started: AtomicU64,
 }
 
 /// A snapshot of a pool's counters.
@@ -233,82 +173,6 @@ pub struct PoolStats {
     pub workers_started: u64,
     /// Tasks submitted and not finished.
     pub outstanding: usize,
-}
-
-pub(crate) struct PoolShared {
-    pub(crate) runtime: Runtime,
-    pub(crate) config: PoolConfig,
-    pub(crate) grants: Grants,
-    pub(crate) queues: QueueGrants,
-    pub(crate) state: Mutex<PoolState>,
-    /// Signalled when tasks arrive or the pool closes.
-    pub(crate) work: Condvar,
-    /// Signalled when the last outstanding task finishes.
-    pub(crate) idle: Condvar,
-    next_id: AtomicU64,
-    pub(crate) counters: Counters,
-    /// How many worker slots the pool has.
-    pub(crate) size: usize,
-    /// The signallers of the live worker processes, by slot, for `terminate`.
-    pub(crate) live: Mutex<HashMap<usize, Arc<Signaller>>>,
-}
-
-impl PoolShared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Finishes a task: records the result once and updates the counters.
-    pub(crate) fn finish(&self, task: Task, result: TaskResult) {
-        let counter = if result.is_ok() {
-            &self.counters.succeeded
-        } else {
-            &self.counters.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        task.slot.complete(result);
-        let mut state = self.lock();
-        state.outstanding -= 1;
-        if state.outstanding == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    /// Puts tasks back at the front of the queue, in order (their worker died).
-    pub(crate) fn requeue(&self, tasks: Vec<Task>) {
-        if tasks.is_empty() {
-            return;
-        }
-        let mut state = self.lock();
-        if state.terminating || state.broken.is_some() {
-            let error = match &state.broken {
-                Some(reason) => TaskError::Failed(reason.clone()),
-                None => TaskError::Terminated,
-            };
-            drop(state);
-            for task in tasks {
-                self.finish(task, Err(error.clone()));
-            }
-            return;
-        }
-        for task in tasks.into_iter().rev() {
-            state.tasks.push_front(task);
-        }
-        drop(state);
-        self.work.notify_all();
-    }
-
-    /// Marks the pool broken and fails everything queued with `reason`.
-    pub(crate) fn break_pool(&self, reason: String) {
-        let mut state = self.lock();
-        state.broken = Some(reason.clone());
-        let tasks: Vec<Task> = state.tasks.drain(..).collect();
-        drop(state);
-        self.work.notify_all();
-        for task in tasks {
-            self.finish(task, Err(TaskError::Failed(reason.clone())));
-        }
-    }
 }
 
 /// A pool of warm worker processes: Python's `multiprocessing.Pool`.
@@ -330,11 +194,10 @@ impl PoolShared {
 ///
 /// # Caveats
 ///
-/// Dropping a pool terminates it: queued tasks fail with [`TaskError::Terminated`] and the
+/// Dropping a pool terminates it: queued tasks fail with [`TaskError::Terminated`](crate::TaskError::Terminated) and the
 /// worker processes are killed and reaped.
 pub struct Pool {
-    shared: Arc<PoolShared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    backend: Box<dyn PoolBackend>,
     size: usize,
 }
 
@@ -362,19 +225,8 @@ impl Pool {
         PoolBuilder {
             runtime: runtime.clone(),
             processes: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            config: PoolConfig {
-                max_tasks_per_worker: None,
-                max_memory_kb: None,
-                timeout: None,
-                retries: 0,
-                initializer: None,
-                output: Output::Inherit,
-                reuse_instances: false,
-                limits: Limits::default(),
-            },
-            queues: QueueGrants::default(),
-            env: Vec::new(),
-            dirs: Vec::new(),
+            config: PoolConfig::default(),
+            grants: Grants::new(),
         }
     }
 
@@ -385,14 +237,7 @@ impl Pool {
 
     /// The pool's counters.
     pub fn stats(&self) -> PoolStats {
-        let c = &self.shared.counters;
-        PoolStats {
-            succeeded: c.succeeded.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            retried: c.retried.load(Ordering::Relaxed),
-            workers_started: c.workers_started.load(Ordering::Relaxed),
-            outstanding: self.shared.lock().outstanding,
-        }
+        self.backend.stats()
     }
 
     /// Queues `export(args)` of `component`: Python's `apply_async`.
@@ -413,11 +258,14 @@ impl Pool {
     {
         let args: Vec<Val> = args.into_iter().map(IntoVal::into_val).collect();
         let encoded = component.encode_args(export, &args)?;
+        let call = Call {
+            component: component.clone(),
+            export: export.to_string(),
+            args: encoded,
+        };
         Ok(self
-            .submit(
-                vec![(component.clone(), export.to_string(), encoded)],
-                false,
-            )?
+            .backend
+            .submit(vec![call], false)?
             .pop()
             .expect("one task submitted"))
     }
@@ -426,7 +274,7 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`apply_async`](Self::apply_async), and the task's [`TaskError`].
+    /// As [`apply_async`](Self::apply_async), and the task's [`TaskError`](crate::TaskError).
     pub fn apply<I>(&self, component: &Component, export: &str, args: I) -> Result<Vec<Val>>
     where
         I: IntoIterator,
@@ -458,11 +306,11 @@ impl Pool {
             .into_iter()
             .map(|args| {
                 let args: Vec<Val> = args.into_iter().map(IntoVal::into_val).collect();
-                Ok((
-                    component.clone(),
-                    export.to_string(),
-                    component.encode_args(export, &args)?,
-                ))
+                Ok(Call {
+                    component: component.clone(),
+                    export: export.to_string(),
+                    args: component.encode_args(export, &args)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let chunksize = chunksize.unwrap_or_else(|| calls.len().div_ceil(self.size * 4).max(1));
@@ -470,7 +318,7 @@ impl Pool {
         let mut calls = calls.into_iter().peekable();
         while calls.peek().is_some() {
             let chunk: Vec<_> = calls.by_ref().take(chunksize).collect();
-            results.extend(self.submit(chunk, true)?);
+            results.extend(self.backend.submit(chunk, true)?);
         }
         Ok(results)
     }
@@ -564,7 +412,7 @@ impl Pool {
         let (sender, receiver) = crossbeam_channel::unbounded();
         let count = results.len();
         for (index, result) in results.iter().enumerate() {
-            result.slot().notify(sender.clone(), index);
+            result.cell().notify(sender.clone(), index);
         }
         Ok(receiver.into_iter().take(count))
     }
@@ -589,53 +437,9 @@ impl Pool {
         )
     }
 
-    fn submit(
-        &self,
-        calls: Vec<(Component, String, Vec<String>)>,
-        chunked: bool,
-    ) -> Result<Vec<AsyncResult>> {
-        // Resolved before taking the lock: a fuel-metered variant may need compiling, and a
-        // failure must leave nothing half-queued.
-        let calls = calls
-            .into_iter()
-            .map(|(component, export, args)| {
-                let cwasm = component.cwasm_for(&self.shared.config.limits)?;
-                Ok((component, cwasm, export, args))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let chunk = chunked.then(|| self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut state = self.shared.lock();
-        if state.closed || state.terminating {
-            bail!("the pool is closed: no new tasks");
-        }
-        if let Some(reason) = &state.broken {
-            bail!("the pool is broken: {reason}");
-        }
-        let mut results = Vec::with_capacity(calls.len());
-        for (component, cwasm, export, args) in calls {
-            let slot = Slot::new();
-            results.push(AsyncResult::new(slot.clone()));
-            state.tasks.push_back(Task {
-                id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
-                component,
-                cwasm,
-                export,
-                args,
-                attempts: 0,
-                chunk,
-                slot,
-            });
-            state.outstanding += 1;
-        }
-        drop(state);
-        self.shared.work.notify_all();
-        Ok(results)
-    }
-
     /// No more tasks: workers finish what is queued, then exit. Python's `close()`.
     pub fn close(&self) {
-        self.shared.lock().closed = true;
-        self.shared.work.notify_all();
+        self.backend.close();
     }
 
     /// Waits for the workers to exit: Python's `join()`. Call [`close`](Self::close) (or
@@ -645,43 +449,22 @@ impl Pool {
     ///
     /// If the pool is still open, as in Python (`join` before `close` would wait forever).
     pub fn join(&self) -> Result<()> {
-        {
-            let state = self.shared.lock();
-            if !state.closed && !state.terminating {
-                bail!(
-                    "join() called on a pool that is still open: call close() or terminate() first"
-                );
-            }
+        if !self.backend.is_closed() {
+            bail!("join() called on a pool that is still open: call close() or terminate() first");
         }
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for thread in threads {
-            let _ = thread.join();
-        }
+        self.backend.join();
         Ok(())
     }
 
-    /// Stops at once: queued and running tasks fail with [`TaskError::Terminated`], and the
+    /// Stops at once: queued and running tasks fail with [`TaskError::Terminated`](crate::TaskError::Terminated), and the
     /// worker processes are killed and reaped. Python's `terminate()`.
     pub fn terminate(&self) {
-        let mut state = self.shared.lock();
-        state.terminating = true;
-        state.closed = true;
-        let queued: Vec<Task> = state.tasks.drain(..).collect();
-        drop(state);
-        self.shared.work.notify_all();
-        for task in queued {
-            self.shared.finish(task, Err(TaskError::Terminated));
-        }
-        slot::kill_all(&self.shared);
-        let _ = self.join();
+        self.backend.terminate();
     }
 
     /// Waits until every submitted task has finished (the pool stays open).
     pub fn wait_idle(&self, timeout: Option<Duration>) -> bool {
-        let busy = |state: &mut PoolState| state.outstanding > 0;
-        let state = self.shared.lock();
-        let state = crate::sync::wait_while(&self.shared.idle, state, timeout, busy);
-        state.outstanding == 0
+        self.backend.wait_idle(timeout)
     }
 }
 

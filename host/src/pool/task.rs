@@ -59,27 +59,27 @@ pub type TaskResult = Result<Vec<Val>, TaskError>;
 type Callback = Box<dyn FnOnce(&TaskResult) + Send>;
 
 /// Filled in exactly once, by whichever pool thread finishes the task.
-pub(crate) struct Slot {
-    state: Mutex<SlotState>,
+pub(crate) struct ResultCell {
+    state: Mutex<CellState>,
     done: Condvar,
 }
 
 #[derive(Default)]
-struct SlotState {
+struct CellState {
     result: Option<TaskResult>,
     callbacks: Vec<Callback>,
     notify: Option<(Sender<(usize, TaskResult)>, usize)>,
 }
 
-impl Slot {
-    pub(crate) fn new() -> Arc<Slot> {
-        Arc::new(Slot {
-            state: Mutex::new(SlotState::default()),
+impl ResultCell {
+    pub(crate) fn new() -> Arc<ResultCell> {
+        Arc::new(ResultCell {
+            state: Mutex::new(CellState::default()),
             done: Condvar::new(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
+    fn lock(&self) -> MutexGuard<'_, CellState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -120,7 +120,7 @@ impl Slot {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> Option<TaskResult> {
-        let pending = |state: &mut SlotState| state.result.is_none();
+        let pending = |state: &mut CellState| state.result.is_none();
         let state = self.lock();
         let state = crate::sync::wait_while(&self.done, state, timeout, pending);
         state.result.clone()
@@ -142,7 +142,7 @@ impl Slot {
 /// The result of [`Pool::apply_async`](crate::Pool::apply_async): Python's `AsyncResult`.
 #[derive(Clone)]
 pub struct AsyncResult {
-    slot: Arc<Slot>,
+    cell: Arc<ResultCell>,
 }
 
 impl fmt::Debug for AsyncResult {
@@ -154,8 +154,8 @@ impl fmt::Debug for AsyncResult {
 }
 
 impl AsyncResult {
-    pub(crate) fn new(slot: Arc<Slot>) -> AsyncResult {
-        AsyncResult { slot }
+    pub(crate) fn new(cell: Arc<ResultCell>) -> AsyncResult {
+        AsyncResult { cell }
     }
 
     /// Waits for the task and returns what its export returned.
@@ -164,7 +164,7 @@ impl AsyncResult {
     ///
     /// The [`TaskError`] that ended the task.
     pub fn get(&self) -> TaskResult {
-        self.slot.wait(None).expect("waiting without a deadline")
+        self.cell.wait(None).expect("waiting without a deadline")
     }
 
     /// Waits at most `timeout`: Python's `get(timeout)`.
@@ -173,30 +173,30 @@ impl AsyncResult {
     ///
     /// [`TaskError::NotReady`] if the task is still running; otherwise as [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> TaskResult {
-        self.slot
+        self.cell
             .wait(Some(timeout))
             .unwrap_or(Err(TaskError::NotReady))
     }
 
     /// Waits until the task is done, at most `timeout` (forever when `None`); whether it is.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.slot.wait(timeout).is_some()
+        self.cell.wait(timeout).is_some()
     }
 
     /// Whether the task is done.
     pub fn ready(&self) -> bool {
-        self.slot.is_done()
+        self.cell.is_done()
     }
 
     /// Whether the task succeeded; `None` while it runs (Python raises `ValueError`).
     pub fn successful(&self) -> Option<bool> {
-        self.slot.wait(Some(Duration::ZERO)).map(|r| r.is_ok())
+        self.cell.wait(Some(Duration::ZERO)).map(|r| r.is_ok())
     }
 
     /// Calls `callback` with the values once the task succeeds: Python's `callback=`.
     /// It runs on a pool thread (or at once if the task is already done): keep it short.
     pub fn on_success(&self, callback: impl FnOnce(&[Val]) + Send + 'static) -> &Self {
-        self.slot.add_callback(Box::new(move |result| {
+        self.cell.add_callback(Box::new(move |result| {
             if let Ok(values) = result {
                 callback(values);
             }
@@ -206,7 +206,7 @@ impl AsyncResult {
 
     /// Calls `callback` with the error if the task fails: Python's `error_callback=`.
     pub fn on_error(&self, callback: impl FnOnce(&TaskError) + Send + 'static) -> &Self {
-        self.slot.add_callback(Box::new(move |result| {
+        self.cell.add_callback(Box::new(move |result| {
             if let Err(error) = result {
                 callback(error);
             }
@@ -216,11 +216,11 @@ impl AsyncResult {
 
     /// Calls `callback` with the result, whatever it is, once the task is done.
     pub fn on_done(&self, callback: impl FnOnce(&TaskResult) + Send + 'static) -> &Self {
-        self.slot.add_callback(Box::new(callback));
+        self.cell.add_callback(Box::new(callback));
         self
     }
 
-    pub(crate) fn slot(&self) -> &Arc<Slot> {
-        &self.slot
+    pub(crate) fn cell(&self) -> &Arc<ResultCell> {
+        &self.cell
     }
 }

@@ -1,6 +1,5 @@
 //! `Process`: one guest in its own OS process, with Python's names and meanings.
 
-pub(crate) mod exit;
 pub(crate) mod monitor;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,14 +12,14 @@ use rustix::process::Signal;
 use tracing::{debug, warn};
 use wasmtime::component::Val;
 
-use crate::error::{InputError, InputErrorKind};
-use crate::grants::dir::{DirGrant, parse_env};
+use crate::exit::ExitStatus;
+use crate::grants::Grants;
+use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
 use crate::link::spawn::{self, Signaller, SpawnRequest};
-use crate::process::exit::ExitStatus;
 use crate::process::monitor::{Monitor, WorkerLink};
-use crate::protocol::{Entry, Grants, StartSpec};
-use crate::queue::{Queue, QueueGrants};
+use crate::protocol::{self, Entry, Grants as WireGrants, StartSpec};
+use crate::queue::Queue;
 use crate::runtime::component::Component;
 use crate::stdio::input::Input;
 use crate::stdio::output::Output;
@@ -65,16 +64,11 @@ pub struct Process {
     /// `argv[0]` of a command when not the name.
     argv0: Option<String>,
     args: Vec<String>,
-    env: Vec<(String, String)>,
-    dirs: Vec<DirGrant>,
+    /// What it may reach; a malformed grant is reported by `start`.
+    grants: Grants,
     stdin: Input,
     stdout: Output,
     stderr: Output,
-    timeout: Option<Duration>,
-    limits: Limits,
-    queues: QueueGrants,
-    /// An error found while configuring, reported by `start`.
-    config_error: Option<InputError>,
     running: Option<Running>,
 }
 
@@ -141,15 +135,10 @@ impl Process {
             entry: EntryConfig::Main,
             argv0: None,
             args: Vec::new(),
-            env: Vec::new(),
-            dirs: Vec::new(),
+            grants: Grants::new(),
             stdin: Input::Null,
             stdout: Output::Inherit,
             stderr: Output::Inherit,
-            timeout: None,
-            limits: Limits::default(),
-            queues: QueueGrants::default(),
-            config_error: None,
             running: None,
         }
     }
@@ -201,46 +190,42 @@ impl Process {
         self
     }
 
-    /// Grants an environment variable.
+    /// Replaces everything granted so far with `grants` (directories, environment,
+    /// queues, limits, time limit): how the CLI and a plugin host hand over one set.
     #[must_use]
-    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push((name.into(), value.into()));
+    pub fn grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
         self
     }
 
-    /// Grants an environment variable in wasmtime's `NAME[=VALUE]` spelling (a bare name
-    /// passes the host's value through).
+    /// Grants an environment variable ([`Grants::env`]).
     #[must_use]
-    pub fn env_spec(mut self, spec: &str) -> Self {
-        match parse_env(spec) {
-            Ok(Some(pair)) => self.env.push(pair),
-            Ok(None) => {}
-            Err(e) => {
-                let e = match e.downcast::<InputError>() {
-                    Ok(input) => input,
-                    Err(other) => InputError::new(InputErrorKind::BadConfig, format!("{other:#}")),
-                };
-                self.config_error.get_or_insert(e);
-            }
-        }
-        self
+    pub fn env(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.with_grants(|g| g.env(name, value))
     }
 
-    /// Grants a directory.
+    /// Grants an environment variable in wasmtime's `NAME[=VALUE]` spelling
+    /// ([`Grants::env_spec`]).
     #[must_use]
-    pub fn dir(mut self, grant: DirGrant) -> Self {
-        self.dirs.push(grant);
-        self
+    pub fn env_spec(self, spec: &str) -> Self {
+        self.with_grants(|g| g.env_spec(spec))
+    }
+
+    /// Grants a directory ([`Grants::dir`]).
+    #[must_use]
+    pub fn dir(self, grant: DirGrant) -> Self {
+        self.with_grants(|g| g.dir(grant))
     }
 
     /// Grants a queue: the guest reaches it by its name through `wasmp:worker/queue`.
     /// Queues not granted answer `unknown` to the guest.
     #[must_use]
-    pub fn queue(mut self, queue: &Queue) -> Self {
-        if let Err(message) = self.queues.grant(queue) {
-            self.config_error
-                .get_or_insert(InputError::new(InputErrorKind::BadConfig, message));
-        }
+    pub fn queue(self, queue: &Queue) -> Self {
+        self.with_grants(|g| g.queue(queue))
+    }
+
+    fn with_grants(mut self, grant: impl FnOnce(Grants) -> Grants) -> Self {
+        self.grants = grant(std::mem::take(&mut self.grants));
         self
     }
 
@@ -269,16 +254,14 @@ impl Process {
     /// it does not answer (blocked in a host call). The status is then
     /// [`ExitStatus::TimedOut`].
     #[must_use]
-    pub fn timeout(mut self, limit: Duration) -> Self {
-        self.timeout = Some(limit);
-        self
+    pub fn timeout(self, limit: Duration) -> Self {
+        self.with_grants(|g| g.timeout(limit))
     }
 
     /// Resource limits: memory, stack, instances and tables, fuel.
     #[must_use]
-    pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
+    pub fn limits(self, limits: Limits) -> Self {
+        self.with_grants(|g| g.limits(limits))
     }
 
     /// The process's name.
@@ -326,8 +309,8 @@ impl Process {
             name: self.name.clone(),
             stdout: self.stdout,
             stderr: self.stderr,
-            deadline: self.timeout.map(|t| Instant::now() + t),
-            queues: self.queues.clone(),
+            deadline: self.grants.get_timeout().map(|t| Instant::now() + t),
+            queues: self.grants.queues().clone(),
         };
         let monitor = Monitor::start(spawned, spec, link, shared.clone())?;
         self.running = Some(Running {
@@ -351,28 +334,16 @@ impl Process {
     }
 
     fn prepare(&self) -> Result<(StartSpec, Option<String>)> {
-        if let Some(e) = &self.config_error {
-            return Err(e.clone().into());
-        }
+        self.grants.check()?;
         let (entry, export) = self.resolve_entry()?;
-        for dir in &self.dirs {
-            dir.check()?;
-        }
         let mut argv = Vec::with_capacity(self.args.len() + 1);
         argv.push(self.argv0.clone().unwrap_or_else(|| self.name.clone()));
         argv.extend(self.args.iter().cloned());
         let spec = StartSpec {
-            grants: Grants {
-                name: self.name.clone(),
-                args: argv,
-                env: self.env.clone(),
-                dirs: self.dirs.clone(),
-                queues: self.queues.limits(),
-                limits: self.limits,
-            },
-            cwasm: self.component.cwasm_for(&self.limits)?,
+            grants: WireGrants::new(self.name.clone(), argv, &self.grants),
+            cwasm: self.component.cwasm_for(self.grants.get_limits())?,
             entry,
-            timeout_ms: self.timeout.map(millis),
+            timeout_ms: self.grants.get_timeout().map(protocol::millis),
             stdin: self.stdin == Input::Inherit,
         };
         Ok((spec, export))
@@ -557,9 +528,4 @@ impl Drop for Process {
             let _ = monitor.join();
         }
     }
-}
-
-/// A duration in whole milliseconds, saturating.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -9,8 +9,9 @@ use std::io::{self, Read, Write};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The largest frame either side accepts: a 64 MiB message plus headroom.
-pub(crate) const MAX_FRAME_LEN: u32 = 64 * 1024 * 1024 + 4096;
+/// The largest frame either side accepts: the largest message a queue takes plus headroom
+/// for the call around it.
+pub(crate) const MAX_FRAME_LEN: u32 = crate::queue::MAX_MESSAGE_SIZE_LIMIT as u32 + 4096;
 
 /// Why a frame could not be read.
 #[derive(Debug)]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::QueueError;
 use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
 
@@ -69,6 +70,20 @@ pub(crate) struct Grants {
 }
 
 /// How a pool worker runs its tasks.
+impl Grants {
+    /// What a worker named `name`, with `args` as its argv, is told of what it was granted.
+    pub(crate) fn new(name: String, args: Vec<String>, granted: &crate::grants::Grants) -> Self {
+        Grants {
+            name,
+            args,
+            env: granted.get_env().to_vec(),
+            dirs: granted.dirs().to_vec(),
+            queues: granted.queues().limits(),
+            limits: *granted.get_limits(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ServeSpec {
     pub(crate) grants: Grants,
@@ -171,17 +186,7 @@ pub(crate) enum QueueReply {
     Message(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Messages(#[serde(with = "bytes_list")] Vec<Vec<u8>>),
     Len(u64),
-    Error(QueueFault),
-}
-
-/// Why a queue call failed; mirrors WIT's `queue-error`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum QueueFault {
-    Closed,
-    Timeout,
-    Full,
-    TooLarge(u64),
-    Unknown(String),
+    Error(QueueError),
 }
 
 /// Message bodies travel as byte strings (one length and one copy), not as sequences of

@@ -9,6 +9,18 @@ mod message;
 
 pub(crate) use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub(crate) use message::{
-    Entry, Grants, Outcome, PROTOCOL_VERSION, QueueCall, QueueFault, QueueReply, ServeSpec,
-    StartSpec, TaskSpec, ToHost, ToWorker,
+    Entry, Grants, Outcome, PROTOCOL_VERSION, QueueCall, QueueReply, ServeSpec, StartSpec,
+    TaskSpec, ToHost, ToWorker,
 };
+
+/// The argv[1] that turns a program into a wasmp worker.
+pub(crate) const WORKER_MARKER: &str = "__wasmp_worker";
+
+/// The argv[3] of a standby worker: spawned ahead of need, it prepares its runtime while
+/// it waits for a start message.
+pub(crate) const STANDBY_MARKER: &str = "standby";
+
+/// A duration in whole milliseconds, saturating: how time limits travel.
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

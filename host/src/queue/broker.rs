@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::protocol::QueueFault;
-
-/// Messages larger than this are refused by default (`too-large`).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+use crate::error::QueueError;
+use crate::queue::backend::{QueueBackend, QueueStats, Wait};
 
 /// A batch (`get-many`) stops growing past this many bytes, so that one frame stays small
 /// enough to move fast (batches over ~128 KiB per frame get slower on this design).
@@ -44,54 +42,6 @@ struct State {
     closed: bool,
 }
 
-/// When a blocking call gives up.
-#[derive(Clone, Copy)]
-pub(crate) struct Wait<'a> {
-    /// `None` waits forever; `Some(now)` does not wait at all.
-    pub(crate) deadline: Option<Instant>,
-    /// Checked now and then while blocked: true when nobody is waiting for the answer any
-    /// more (the worker died), and the call should return without taking anything.
-    pub(crate) abandoned: Option<&'a dyn Fn() -> bool>,
-}
-
-impl Wait<'_> {
-    pub(crate) const FOREVER: Wait<'static> = Wait {
-        deadline: None,
-        abandoned: None,
-    };
-
-    pub(crate) fn now() -> Wait<'static> {
-        Wait {
-            deadline: Some(Instant::now()),
-            abandoned: None,
-        }
-    }
-
-    pub(crate) fn timeout(timeout: Option<Duration>) -> Wait<'static> {
-        Wait {
-            deadline: timeout.map(|t| Instant::now() + t),
-            abandoned: None,
-        }
-    }
-}
-
-/// Counters of a queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Messages waiting.
-    pub len: usize,
-    /// Bytes waiting.
-    pub bytes: usize,
-    /// Messages ever put.
-    pub puts: u64,
-    /// Messages ever taken.
-    pub gets: u64,
-    /// The capacity in messages, if bounded.
-    pub capacity: Option<usize>,
-    /// Whether the queue was closed.
-    pub closed: bool,
-}
-
 impl QueueCore {
     pub(crate) fn new(name: String, capacity: Option<usize>, max_message_size: usize) -> Self {
         QueueCore {
@@ -104,14 +54,6 @@ impl QueueCore {
             puts: AtomicU64::new(0),
             gets: AtomicU64::new(0),
         }
-    }
-
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn max_message_size(&self) -> usize {
-        self.max_message_size
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -130,13 +72,13 @@ impl QueueCore {
         condvar: &Condvar,
         wait: Wait<'_>,
         ready: impl Fn(&State) -> bool,
-    ) -> Result<MutexGuard<'a, State>, QueueFault> {
+    ) -> Result<MutexGuard<'a, State>, QueueError> {
         while !ready(&state) {
             let mut slice = wait.abandoned.map(|_| ABANDON_CHECK);
             if let Some(deadline) = wait.deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(QueueFault::Timeout);
+                    return Err(QueueError::Timeout);
                 }
                 slice = Some(slice.map_or(left, |s| s.min(left)));
             }
@@ -150,33 +92,44 @@ impl QueueCore {
                 }
             };
             if wait.abandoned.is_some_and(|abandoned| abandoned()) {
-                return Err(QueueFault::Closed);
+                return Err(QueueError::Closed);
             }
         }
         Ok(state)
     }
 
-    fn check_size(&self, len: usize) -> Result<(), QueueFault> {
+    fn check_size(&self, len: usize) -> Result<(), QueueError> {
         if len > self.max_message_size {
-            return Err(QueueFault::TooLarge(self.max_message_size as u64));
+            return Err(QueueError::TooLarge(self.max_message_size as u64));
         }
         Ok(())
+    }
+}
+
+/// The local backend: the queue lives in this process.
+impl QueueBackend for QueueCore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn max_message_size(&self) -> usize {
+        self.max_message_size
     }
 
     /// Appends a message, waiting for room while the queue is full. A call that may not
     /// wait ([`Wait::now`]) answers `Full` instead; one whose wait ran out, `Timeout`.
-    pub(crate) fn put(&self, message: Vec<u8>, wait: Wait<'_>) -> Result<(), QueueFault> {
+    fn put(&self, message: Vec<u8>, wait: Wait<'_>) -> Result<(), QueueError> {
         self.check_size(message.len())?;
         let state = self.lock();
         let expired = wait.deadline.is_some_and(|d| d <= Instant::now());
         if expired && !state.closed && self.is_full(&state) {
-            return Err(QueueFault::Full);
+            return Err(QueueError::Full);
         }
         let mut state = self.wait_for(state, &self.not_full, wait, |s| {
             s.closed || !self.is_full(s)
         })?;
         if state.closed {
-            return Err(QueueFault::Closed);
+            return Err(QueueError::Closed);
         }
         state.bytes += message.len();
         state.items.push_back(message);
@@ -188,11 +141,7 @@ impl QueueCore {
 
     /// Appends messages in order, waiting for room as needed. Sizes are checked first: a
     /// batch with one oversize message puts nothing.
-    pub(crate) fn put_many(
-        &self,
-        messages: Vec<Vec<u8>>,
-        wait: Wait<'_>,
-    ) -> Result<(), QueueFault> {
+    fn put_many(&self, messages: Vec<Vec<u8>>, wait: Wait<'_>) -> Result<(), QueueError> {
         for message in &messages {
             self.check_size(message.len())?;
         }
@@ -203,7 +152,7 @@ impl QueueCore {
                 s.closed || !self.is_full(s)
             })?;
             if state.closed {
-                return Err(QueueFault::Closed);
+                return Err(QueueError::Closed);
             }
             let room = self
                 .capacity
@@ -222,7 +171,7 @@ impl QueueCore {
     }
 
     /// Takes the oldest message; `Closed` once the queue is closed and drained.
-    pub(crate) fn get(&self, wait: Wait<'_>) -> Result<Vec<u8>, QueueFault> {
+    fn get(&self, wait: Wait<'_>) -> Result<Vec<u8>, QueueError> {
         Ok(self
             .get_many(1, wait)?
             .pop()
@@ -231,13 +180,13 @@ impl QueueCore {
 
     /// Takes between one and `max` messages (at most [`MAX_BATCH_BYTES`] after the first),
     /// waiting only for the first.
-    pub(crate) fn get_many(&self, max: usize, wait: Wait<'_>) -> Result<Vec<Vec<u8>>, QueueFault> {
+    fn get_many(&self, max: usize, wait: Wait<'_>) -> Result<Vec<Vec<u8>>, QueueError> {
         let state = self.lock();
         let mut state = self.wait_for(state, &self.not_empty, wait, |s| {
             s.closed || !s.items.is_empty()
         })?;
         if state.items.is_empty() {
-            return Err(QueueFault::Closed);
+            return Err(QueueError::Closed);
         }
         let mut taken = Vec::new();
         let mut bytes = 0;
@@ -267,7 +216,7 @@ impl QueueCore {
 
     /// Puts messages back at the front, in order: they were taken for a consumer that died
     /// before it could read them. Ignores the capacity (they were counted in it before).
-    pub(crate) fn requeue_front(&self, messages: Vec<Vec<u8>>) {
+    fn requeue_front(&self, messages: Vec<Vec<u8>>) {
         let count = messages.len() as u64;
         let mut state = self.lock();
         for message in messages.into_iter().rev() {
@@ -280,17 +229,17 @@ impl QueueCore {
     }
 
     /// No more puts; getters drain what is left, then see `Closed`.
-    pub(crate) fn close(&self) {
+    fn close(&self) {
         self.lock().closed = true;
         self.not_empty.notify_all();
         self.not_full.notify_all();
     }
 
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.lock().items.len()
     }
 
-    pub(crate) fn stats(&self) -> QueueStats {
+    fn stats(&self) -> QueueStats {
         let state = self.lock();
         QueueStats {
             len: state.items.len(),
@@ -319,13 +268,13 @@ mod tests {
             q.put(m.to_vec(), Wait::FOREVER).unwrap();
         }
         q.close();
-        assert_eq!(q.put(b"D".to_vec(), Wait::FOREVER), Err(QueueFault::Closed));
+        assert_eq!(q.put(b"D".to_vec(), Wait::FOREVER), Err(QueueError::Closed));
         assert_eq!(q.get(Wait::FOREVER).unwrap(), b"A");
         assert_eq!(
             q.get_many(10, Wait::FOREVER).unwrap(),
             vec![b"B".to_vec(), b"C".to_vec()]
         );
-        assert_eq!(q.get(Wait::FOREVER), Err(QueueFault::Closed));
+        assert_eq!(q.get(Wait::FOREVER), Err(QueueError::Closed));
         let stats = q.stats();
         assert_eq!(
             (stats.puts, stats.gets, stats.len, stats.closed),
@@ -338,10 +287,10 @@ mod tests {
         let q = queue(Some(2));
         q.put(vec![1], Wait::now()).unwrap();
         q.put(vec![2], Wait::now()).unwrap();
-        assert_eq!(q.put(vec![3], Wait::now()), Err(QueueFault::Full));
+        assert_eq!(q.put(vec![3], Wait::now()), Err(QueueError::Full));
         assert_eq!(
             q.put(vec![3], Wait::timeout(Some(Duration::from_millis(20)))),
-            Err(QueueFault::Timeout)
+            Err(QueueError::Timeout)
         );
         assert_eq!(q.len(), 2);
         let producer = {
@@ -362,7 +311,7 @@ mod tests {
         let q = queue(None);
         assert_eq!(
             q.get(Wait::timeout(Some(Duration::from_millis(20)))),
-            Err(QueueFault::Timeout)
+            Err(QueueError::Timeout)
         );
         let getter = {
             let q = q.clone();
@@ -370,7 +319,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(20));
         q.close();
-        assert_eq!(getter.join().unwrap(), Err(QueueFault::Closed));
+        assert_eq!(getter.join().unwrap(), Err(QueueError::Closed));
     }
 
     #[test]
@@ -378,11 +327,11 @@ mod tests {
         let q = queue(None);
         assert_eq!(
             q.put(vec![0; 1025], Wait::FOREVER),
-            Err(QueueFault::TooLarge(1024))
+            Err(QueueError::TooLarge(1024))
         );
         assert_eq!(
             q.put_many(vec![vec![1], vec![0; 2000]], Wait::FOREVER),
-            Err(QueueFault::TooLarge(1024))
+            Err(QueueError::TooLarge(1024))
         );
         assert_eq!(q.len(), 0);
     }
@@ -409,7 +358,7 @@ mod tests {
             deadline: None,
             abandoned: Some(&abandoned),
         };
-        assert_eq!(q.get(wait), Err(QueueFault::Closed));
+        assert_eq!(q.get(wait), Err(QueueError::Closed));
         q.put(vec![7], Wait::FOREVER).unwrap();
         assert_eq!(q.len(), 1);
     }

@@ -4,7 +4,6 @@
 pub(crate) mod adapt;
 pub(crate) mod cache;
 pub(crate) mod component;
-pub(crate) mod engine;
 pub(crate) mod signature;
 
 use std::path::{Path, PathBuf};
@@ -13,11 +12,11 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{Context, Result};
 use wasmtime::Engine;
 
+use crate::engine::{EngineOptions, new_engine};
 use crate::link::spawn::Spawned;
 use crate::link::standby::Standby;
 use crate::runtime::cache::CompileCache;
 use crate::runtime::component::Component;
-use crate::runtime::engine::{EngineOptions, new_engine};
 
 /// Compiles components and spawns worker processes. Cheap to clone (an `Arc`).
 ///

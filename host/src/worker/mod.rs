@@ -20,19 +20,13 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::Context;
 
-use crate::protocol::{Outcome, PROTOCOL_VERSION, ToHost, ToWorker};
+use crate::exit::ExitStatus;
+use crate::protocol::{PROTOCOL_VERSION, ToHost, ToWorker};
 
 pub(crate) use state::new_linker;
 
-/// The argv[1] that turns a program into a wasmp worker.
-pub(crate) const WORKER_MARKER: &str = "__wasmp_worker";
-
-/// The argv[3] of a standby worker: spawned ahead of need, it prepares its runtime while
-/// it waits for a start message.
-pub(crate) const STANDBY_MARKER: &str = "standby";
-
-/// Exit code of a worker that could not even talk to its host.
-const EXIT_NO_HOST: u8 = 70;
+/// Exit code of a worker that could not even talk to its host: the table's "failed".
+const EXIT_NO_HOST: u8 = crate::exit::code::FAILED as u8;
 
 /// Runs the worker: never returns to the caller's `main`.
 pub(crate) fn worker_main(parent_pid: u32, standby: bool) -> ! {
@@ -73,7 +67,9 @@ fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
                 harden::replace_stdin(&stdin)?;
             }
             let outcome = run::run_guest(&spec, &channel, warm)?;
-            let code = exit_code(&outcome);
+            // The worker process's own exit code mirrors the guest's, so that even a host
+            // that lost the final frame can tell success from failure.
+            let code = ExitStatus::from(&outcome).exit_byte();
             channel.send(&ToHost::Finished(outcome))?;
             Ok(code)
         }
@@ -83,17 +79,5 @@ fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
         }
         Some(other) => anyhow::bail!("expected a start message, got {other:?}"),
         None => Ok(EXIT_NO_HOST),
-    }
-}
-
-/// The worker process's own exit code mirrors the guest's, so that even a host that lost
-/// the final frame can tell success from failure.
-fn exit_code(outcome: &Outcome) -> u8 {
-    match outcome {
-        Outcome::Exited(code) => *code as u8,
-        Outcome::Returned(_) => 0,
-        Outcome::Trapped(_) => 134,
-        Outcome::TimedOut => 124,
-        Outcome::Failed(_) => EXIT_NO_HOST,
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use wasmtime::component::{
     Component, ComponentExportIndex, Instance, InstancePre, Linker, Type, Val, wasm_wave,
 };
-use wasmtime::{Engine, Store, Trap, WasmBacktrace};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, WasmBacktrace};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
@@ -17,9 +17,9 @@ use super::channel::Channel;
 use super::sandbox;
 use super::state::{WorkerState, new_linker};
 use super::timer::EpochTimer;
+use crate::engine::{EngineOptions, new_engine};
 use crate::grants::limits::Limits;
 use crate::protocol::{Entry, Grants, Outcome, StartSpec};
-use crate::runtime::engine::{EngineOptions, new_engine};
 
 /// A compiled component, linked and ready to instantiate, with its exports looked up once.
 struct Loaded {
@@ -111,7 +111,7 @@ impl Runner {
             parent_pid: self.parent_pid,
             channel: Some(channel.clone()),
             queues: grants.queues.iter().cloned().collect(),
-            limits: grants.limits.store_limits(),
+            limits: store_limits(&grants.limits),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -371,4 +371,25 @@ fn describe_trap(error: &wasmtime::Error) -> String {
         Some(backtrace) if !backtrace.frames().is_empty() => format!("{cause}\n{backtrace}"),
         _ => cause,
     }
+}
+
+/// The store limiter the limits ask for: wasmtime's own types stay on this side.
+fn store_limits(limits: &Limits) -> StoreLimits {
+    let mut builder = StoreLimitsBuilder::new();
+    if let Some(bytes) = limits.max_memory_size {
+        builder = builder.memory_size(bytes);
+    }
+    if let Some(count) = limits.max_instances {
+        builder = builder.instances(count);
+    }
+    if let Some(count) = limits.max_tables {
+        builder = builder.tables(count);
+    }
+    builder
+        .table_elements(
+            limits
+                .max_table_elements
+                .unwrap_or(Limits::DEFAULT_MAX_TABLE_ELEMENTS),
+        )
+        .build()
 }

@@ -12,7 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::Worker;
 use super::bindings::wasmp::worker::{process, queue};
 use super::channel::Channel;
-use crate::protocol::{QueueCall, QueueFault, QueueReply, ToHost, ToWorker};
+use crate::error::QueueError;
+use crate::protocol::{QueueCall, QueueReply, ToHost, ToWorker};
 
 /// Everything a guest's imports reach.
 pub(crate) struct WorkerState {
@@ -100,24 +101,24 @@ impl WorkerState {
             Ok(Some(ToWorker::Reply(reply))) => Ok(reply),
             Ok(other) => {
                 eprintln!("wasmp worker: the host answered a queue call with {other:?}");
-                std::process::exit(70)
+                std::process::exit(crate::exit::code::FAILED)
             }
             Err(e) => {
                 eprintln!("wasmp worker: lost the host during a queue call: {e:#}");
-                std::process::exit(70)
+                std::process::exit(crate::exit::code::FAILED)
             }
         }
     }
 }
 
-impl From<QueueFault> for queue::QueueError {
-    fn from(fault: QueueFault) -> Self {
+impl From<QueueError> for queue::QueueError {
+    fn from(fault: QueueError) -> Self {
         match fault {
-            QueueFault::Closed => queue::QueueError::Closed,
-            QueueFault::Timeout => queue::QueueError::Timeout,
-            QueueFault::Full => queue::QueueError::Full,
-            QueueFault::TooLarge(limit) => queue::QueueError::TooLarge(limit),
-            QueueFault::Unknown(name) => queue::QueueError::Unknown(name),
+            QueueError::Closed => queue::QueueError::Closed,
+            QueueError::Timeout => queue::QueueError::Timeout,
+            QueueError::Full => queue::QueueError::Full,
+            QueueError::TooLarge(limit) => queue::QueueError::TooLarge(limit),
+            QueueError::Unknown(name) => queue::QueueError::Unknown(name),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use wasmp::{DirGrant, ExitStatus, InputError, InputErrorKind, Process};
+use wasmp::{ExitStatus, Grants, InputError, InputErrorKind, Process};
 
 /// Writes a line to stderr, ignoring failure. `eprintln!` panics when stderr is a closed
 /// pipe, which turned a clean SIGTERM exit (143) into a panic (101) when the host
@@ -195,21 +195,28 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
 }
 
 impl GrantOptions {
-    /// Applies the grants and limits to a process.
-    pub(crate) fn apply(&self, mut process: Process) -> Result<Process> {
+    /// The library's grants for these options: one path for `run`, `up` and `pool`, with
+    /// the library's error strategy (a malformed spec is reported when the grants are used).
+    pub(crate) fn grants(&self) -> Grants {
+        let mut grants = Grants::new().limits(limits_of(&self.limits));
         for spec in &self.dirs {
-            process = process.dir(DirGrant::parse(spec)?);
+            grants = grants.dir_spec(spec, false);
         }
         for spec in &self.dirs_ro {
-            process = process.dir(DirGrant::parse(spec)?.read_only(true));
+            grants = grants.dir_spec(spec, true);
         }
         for spec in &self.env {
-            process = process.env_spec(spec);
+            grants = grants.env_spec(spec);
         }
         if let Some(timeout) = timeout_of(&self.limits) {
-            process = process.timeout(timeout);
+            grants = grants.timeout(timeout);
         }
-        Ok(process.limits(limits_of(&self.limits)))
+        grants
+    }
+
+    /// Applies the grants and limits to a process.
+    pub(crate) fn apply(&self, process: Process) -> Process {
+        process.grants(self.grants())
     }
 }
 

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
-use crate::common::{GrantOptions, limits_of, parse_queue, say, timeout_of};
+use crate::common::{GrantOptions, parse_queue, say};
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -77,35 +77,28 @@ impl PoolCommand {
         let component = runtime.load(&self.component)?;
         let tasks = self.read_tasks(&component)?;
 
+        let mut grants = self.grants.grants();
+        match (self.timeout, grants.get_timeout()) {
+            (Some(_), Some(_)) => clap::Error::raw(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--timeout and -W timeout=… both set the task time limit: give one of them\n",
+            )
+            .exit(),
+            (Some(timeout), None) => grants = grants.timeout(timeout),
+            (None, _) => {}
+        }
+        for spec in &self.queues {
+            grants = grants.queue(&parse_queue(spec)?);
+        }
         let mut builder = Pool::builder(&runtime)
             .retries(self.retries)
-            .reuse_instances(self.reuse_instances);
+            .reuse_instances(self.reuse_instances)
+            .grants(grants);
         if let Some(jobs) = self.jobs {
             builder = builder.processes(jobs as usize);
         }
-        if let Some(timeout) = self.timeout {
-            builder = builder.timeout(timeout);
-        }
-        if let Some(timeout) = timeout_of(&self.grants.limits) {
-            builder = builder.timeout(timeout);
-        }
-        builder = builder.limits(limits_of(&self.grants.limits));
         if let Some(k) = self.max_tasks_per_worker {
             builder = builder.max_tasks_per_worker(k);
-        }
-        for spec in &self.grants.env {
-            if let Some((name, value)) = wasmp::parse_env(spec)? {
-                builder = builder.env(name, value);
-            }
-        }
-        for spec in &self.grants.dirs {
-            builder = builder.dir(wasmp::DirGrant::parse(spec)?);
-        }
-        for spec in &self.grants.dirs_ro {
-            builder = builder.dir(wasmp::DirGrant::parse(spec)?.read_only(true));
-        }
-        for spec in &self.queues {
-            builder = builder.queue(&parse_queue(spec)?)?;
         }
 
         let started = Instant::now();

@@ -95,7 +95,7 @@ impl RunCommand {
             }
             None => process.args(self.args.iter().cloned()),
         };
-        let mut process = self.grants.apply(process)?;
+        let mut process = self.grants.apply(process);
         let mut queues: Vec<Queue> = Vec::new();
         for spec in &self.queues {
             queues.push(parse_queue(spec)?);

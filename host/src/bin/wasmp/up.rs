@@ -214,7 +214,7 @@ fn build(entry: &ProcessEntry, component: &Component, output: Output) -> Result<
         env: entry.env.clone(),
         limits: entry_limits(entry)?,
     };
-    grants.apply(process)
+    Ok(grants.apply(process))
 }
 
 /// A size written as a number of bytes or a string with a unit (`"64MiB"`).
