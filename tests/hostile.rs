@@ -1,5 +1,6 @@
-//! Hostile guests (RELIABILITY.md's M-rows): each misbehaviour costs only the guest that
-//! commits it, with a clear status, while other workers keep working.
+//! Hostile guests (docs/reliability.md's M-cases, and some H-cases): each misbehaviour
+//! costs only the guest that commits it, with a clear status, while other workers keep
+//! working.
 
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
@@ -37,6 +38,7 @@ fn run_beside_a_neighbour(mut process: Process) -> (ExitStatus, Process) {
     (status, process)
 }
 
+/// docs/reliability.md, case M3: a memory bomb.
 #[test]
 fn m3_a_memory_bomb_stops_at_the_memory_limit() {
     let limits = Limits {
@@ -67,6 +69,7 @@ fn m3_a_memory_bomb_stops_at_the_memory_limit() {
     );
 }
 
+/// docs/reliability.md, case M3: an initial memory over the limit.
 #[test]
 fn m3_an_initial_memory_over_the_limit_fails_at_instantiation() {
     let limits = Limits {
@@ -88,6 +91,7 @@ fn m3_an_initial_memory_over_the_limit_fails_at_instantiation() {
     assert_eq!(join(&mut p), ExitStatus::Exited(0));
 }
 
+/// docs/reliability.md, case M5: unbounded recursion traps cleanly.
 #[test]
 fn m5_unbounded_recursion_traps_with_call_stack_exhausted() {
     for stack in [None, Some(64 << 10)] {
@@ -127,6 +131,7 @@ fn fuel_stops_a_spinning_guest_deterministically() {
     assert_eq!(join(&mut p), ExitStatus::Exited(0));
 }
 
+/// docs/reliability.md, case M8: file escapes out of a granted directory.
 #[test]
 fn m8_file_escapes_are_denied_and_the_canary_is_untouched() {
     let root = scratch("escapes");
@@ -170,6 +175,7 @@ fn m8_file_escapes_are_denied_and_the_canary_is_untouched() {
     assert_eq!(std::fs::read_to_string(&canary).unwrap(), "secret");
 }
 
+/// docs/reliability.md, case M9: sockets and DNS.
 #[test]
 fn m9_sockets_and_name_lookups_are_denied() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -185,6 +191,7 @@ fn m9_sockets_and_name_lookups_are_denied() {
     assert!(listener.accept().is_err(), "nothing connected");
 }
 
+/// docs/reliability.md, case M10: fd inheritance from the host.
 #[test]
 fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
     // A host fd without close-on-exec, as a careless library might leave one.
@@ -228,6 +235,7 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
     assert!(targets.iter().all(|(_, t)| !t.contains("host-secret")));
 }
 
+/// docs/reliability.md, case M13: ANSI escapes and output floods.
 #[test]
 fn m13_control_sequences_are_neutralised_in_tagged_output_and_floods_are_capped() {
     let file = crate::scratch_file(
@@ -252,6 +260,7 @@ fn m13_control_sequences_are_neutralised_in_tagged_output_and_floods_are_capped(
     assert_eq!(flood.stdout_bytes().unwrap().len(), wasmp::MAX_CAPTURE);
 }
 
+/// docs/reliability.md, case H2: a SIGSTOPped (hung) worker.
 #[test]
 fn h2_a_stopped_worker_is_killed_at_its_deadline() {
     let mut p = Process::new(&guest(CLI_PROBE))
@@ -267,6 +276,7 @@ fn h2_a_stopped_worker_is_killed_at_its_deadline() {
     assert!(!is_running(pid));
 }
 
+/// docs/reliability.md, case H4: SIGINT / SIGTERM to the host.
 #[test]
 fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
     let file = crate::scratch_file(
@@ -334,6 +344,7 @@ fn wasmp_with_fault(fault: &str, args: &[&str], input: Option<&[u8]>) -> std::pr
     crate::run_with_deadline(command, input)
 }
 
+/// docs/reliability.md, case H6: a corrupt IPC frame.
 #[test]
 fn h6_a_corrupt_frame_kills_that_worker_and_the_host_carries_on() {
     let out = run_with_fault("bad-frame");
@@ -346,6 +357,7 @@ fn h6_a_corrupt_frame_kills_that_worker_and_the_host_carries_on() {
     );
 }
 
+/// docs/reliability.md, case M11: a start-up crash loop and a huge worker count.
 #[test]
 fn m11_a_pool_whose_workers_crash_at_start_up_backs_off_and_fails_clearly() {
     let started = Instant::now();
@@ -374,6 +386,7 @@ fn m11_a_pool_whose_workers_crash_at_start_up_backs_off_and_fails_clearly() {
     assert_eq!(out.status.code(), Some(2), "worker count is capped");
 }
 
+/// docs/reliability.md, case M15: a system call outside the seccomp allow-list.
 #[test]
 fn m15_a_system_call_outside_the_allow_list_kills_the_worker_and_says_why() {
     let out = run_with_fault("forbidden-syscall");
@@ -419,6 +432,7 @@ fn table_bomb(step: u32) -> wasmp::Component {
     crate::runtime().load(table_bomb_path(step)).unwrap()
 }
 
+/// docs/reliability.md, case M4: a table bomb.
 #[test]
 fn m4_a_table_bomb_stops_at_the_table_limit_and_by_default() {
     // An explicit limit: 5 steps of 100 000 elements fit, the sixth is refused.
@@ -448,6 +462,7 @@ fn m4_a_table_bomb_stops_at_the_table_limit_and_by_default() {
     assert_eq!(millions as usize, default / 1_000_000, "{status}");
 }
 
+/// docs/reliability.md, case M4: the instance limit.
 #[test]
 fn m4_an_instance_limit_refuses_a_component_needing_more() {
     // A component is several core instances (the module, the adapter, shims): a limit of
