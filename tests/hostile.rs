@@ -10,7 +10,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use wasmp::{DirGrant, ExitStatus, Limits, Output, Process, Val};
 use wasmp_artifacts::{BIG_MEMORY, CLI_PROBE, EXPORTS, HOSTILE, NOOP};
 
-use crate::{WASMP, cache_dir, eventually, guest, is_running, join, scratch, stdout_of};
+use crate::{DEADLINE, WASMP, cache_dir, eventually, guest, is_running, join, scratch, stdout_of};
 
 fn hostile(args: &[&str]) -> Process {
     Process::new(&guest(HOSTILE))
@@ -191,19 +191,57 @@ fn m9_sockets_and_name_lookups_are_denied() {
     assert!(listener.accept().is_err(), "nothing connected");
 }
 
+/// Set in the environment of the test binary m10 re-executes to play the leaking host.
+const LEAKING_HOST: &str = "WASMP_TEST_LEAKING_HOST";
+/// What the leaking host prints once it has checked its worker's fds.
+const FDS_CHECKED: &str = "leaking host: worker fds checked";
+
 /// docs/reliability.md, case M10: fd inheritance from the host.
 #[test]
 fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
+    if std::env::var_os(LEAKING_HOST).is_some() {
+        check_the_worker_of_a_leaking_host();
+        return;
+    }
+    // The leaking host is this test binary again, running this test alone: an fd without
+    // close-on-exec here, in the process every test shares, would leak into whatever
+    // another test spawned meanwhile.
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "hostile::m10_a_worker_inherits_no_file_descriptor_from_the_host",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LEAKING_HOST, "1");
+    let out = crate::run_with_deadline(command, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(FDS_CHECKED),
+        "the leaking host ran no check:\n{stdout}{stderr}"
+    );
+}
+
+/// m10's leaking host, in a process of its own: holds a file without close-on-exec, starts
+/// a worker, and checks the worker holds nothing it should not.
+fn check_the_worker_of_a_leaking_host() {
     // A host fd without close-on-exec, as a careless library might leave one.
     let secret = scratch("fds").join("host-secret.txt");
     std::fs::write(&secret, "host only").unwrap();
     let leaked = std::fs::File::open(&secret).unwrap();
     rustix::io::fcntl_setfd(&leaked, rustix::io::FdFlags::empty()).unwrap();
-    let mut p = Process::new(&guest(CLI_PROBE)).args(["sleep", "2000"]);
+    let mut p = Process::new(&guest(CLI_PROBE)).args(["sleep", "60000"]);
     p.start().unwrap();
     let pid = p.pid().unwrap();
-    // Wait until the worker runs the guest (it sheds inherited fds before saying hello).
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker sheds inherited fds before saying hello, so before it maps the compiled
+    // guest it is then sent.
+    let loaded = eventually(DEADLINE, || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|maps| maps.contains(".cwasm"))
+    });
     let targets: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| {
@@ -215,7 +253,10 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
             ))
         })
         .collect();
-    p.kill().unwrap();
+    // It may have died already; joining reaps it either way.
+    let _ = kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL);
+    join(&mut p);
+    assert!(loaded, "the worker never loaded its guest");
     for (fd, target) in &targets {
         let allowed = match fd.as_str() {
             "0" => target == "/dev/null",
@@ -233,6 +274,7 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
         );
     }
     assert!(targets.iter().all(|(_, t)| !t.contains("host-secret")));
+    println!("{FDS_CHECKED}: {targets:?}");
 }
 
 /// docs/reliability.md, case M13: ANSI escapes and output floods.
