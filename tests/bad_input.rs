@@ -193,6 +193,7 @@ fn an_import_wasmp_does_not_provide_exits_65_naming_it() {
     assert_refused(&wasmp(&["check", UNSATISFIED_IMPORT]), 65, "not-provided");
 }
 
+/// docs/reliability.md, case H9: a tiny RLIMIT_NOFILE and an unusable compile cache.
 #[test]
 fn h9_exhausted_descriptors_and_an_unusable_cache_get_a_clear_error_and_exit_code() {
     // A low descriptor limit the workers inherit: they keep it (never raise it) and run.

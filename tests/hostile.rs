@@ -1,5 +1,6 @@
-//! Hostile guests (RELIABILITY.md's M-rows): each misbehaviour costs only the guest that
-//! commits it, with a clear status, while other workers keep working.
+//! Hostile guests (docs/reliability.md's M-cases, and some H-cases): each misbehaviour
+//! costs only the guest that commits it, with a clear status, while other workers keep
+//! working.
 
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
@@ -9,7 +10,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use wasmp::{DirGrant, ExitStatus, Limits, Output, Process, Val};
 use wasmp_artifacts::{BIG_MEMORY, CLI_PROBE, EXPORTS, HOSTILE, NOOP};
 
-use crate::{WASMP, cache_dir, eventually, guest, is_running, join, scratch, stdout_of};
+use crate::{DEADLINE, WASMP, cache_dir, eventually, guest, is_running, join, scratch, stdout_of};
 
 fn hostile(args: &[&str]) -> Process {
     Process::new(&guest(HOSTILE))
@@ -37,6 +38,7 @@ fn run_beside_a_neighbour(mut process: Process) -> (ExitStatus, Process) {
     (status, process)
 }
 
+/// docs/reliability.md, case M3: a memory bomb.
 #[test]
 fn m3_a_memory_bomb_stops_at_the_memory_limit() {
     let limits = Limits {
@@ -67,6 +69,7 @@ fn m3_a_memory_bomb_stops_at_the_memory_limit() {
     );
 }
 
+/// docs/reliability.md, case M3: an initial memory over the limit.
 #[test]
 fn m3_an_initial_memory_over_the_limit_fails_at_instantiation() {
     let limits = Limits {
@@ -88,6 +91,7 @@ fn m3_an_initial_memory_over_the_limit_fails_at_instantiation() {
     assert_eq!(join(&mut p), ExitStatus::Exited(0));
 }
 
+/// docs/reliability.md, case M5: unbounded recursion traps cleanly.
 #[test]
 fn m5_unbounded_recursion_traps_with_call_stack_exhausted() {
     for stack in [None, Some(64 << 10)] {
@@ -127,6 +131,7 @@ fn fuel_stops_a_spinning_guest_deterministically() {
     assert_eq!(join(&mut p), ExitStatus::Exited(0));
 }
 
+/// docs/reliability.md, case M8: file escapes out of a granted directory.
 #[test]
 fn m8_file_escapes_are_denied_and_the_canary_is_untouched() {
     let root = scratch("escapes");
@@ -170,6 +175,7 @@ fn m8_file_escapes_are_denied_and_the_canary_is_untouched() {
     assert_eq!(std::fs::read_to_string(&canary).unwrap(), "secret");
 }
 
+/// docs/reliability.md, case M9: sockets and DNS.
 #[test]
 fn m9_sockets_and_name_lookups_are_denied() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -185,18 +191,57 @@ fn m9_sockets_and_name_lookups_are_denied() {
     assert!(listener.accept().is_err(), "nothing connected");
 }
 
+/// Set in the environment of the test binary m10 re-executes to play the leaking host.
+const LEAKING_HOST: &str = "WASMP_TEST_LEAKING_HOST";
+/// What the leaking host prints once it has checked its worker's fds.
+const FDS_CHECKED: &str = "leaking host: worker fds checked";
+
+/// docs/reliability.md, case M10: fd inheritance from the host.
 #[test]
 fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
+    if std::env::var_os(LEAKING_HOST).is_some() {
+        check_the_worker_of_a_leaking_host();
+        return;
+    }
+    // The leaking host is this test binary again, running this test alone: an fd without
+    // close-on-exec here, in the process every test shares, would leak into whatever
+    // another test spawned meanwhile.
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "hostile::m10_a_worker_inherits_no_file_descriptor_from_the_host",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LEAKING_HOST, "1");
+    let out = crate::run_with_deadline(command, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(FDS_CHECKED),
+        "the leaking host ran no check:\n{stdout}{stderr}"
+    );
+}
+
+/// m10's leaking host, in a process of its own: holds a file without close-on-exec, starts
+/// a worker, and checks the worker holds nothing it should not.
+fn check_the_worker_of_a_leaking_host() {
     // A host fd without close-on-exec, as a careless library might leave one.
     let secret = scratch("fds").join("host-secret.txt");
     std::fs::write(&secret, "host only").unwrap();
     let leaked = std::fs::File::open(&secret).unwrap();
     rustix::io::fcntl_setfd(&leaked, rustix::io::FdFlags::empty()).unwrap();
-    let mut p = Process::new(&guest(CLI_PROBE)).args(["sleep", "2000"]);
+    let mut p = Process::new(&guest(CLI_PROBE)).args(["sleep", "60000"]);
     p.start().unwrap();
     let pid = p.pid().unwrap();
-    // Wait until the worker runs the guest (it sheds inherited fds before saying hello).
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker sheds inherited fds before saying hello, so before it maps the compiled
+    // guest it is then sent.
+    let loaded = eventually(DEADLINE, || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|maps| maps.contains(".cwasm"))
+    });
     let targets: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .filter_map(|e| {
@@ -208,7 +253,10 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
             ))
         })
         .collect();
-    p.kill().unwrap();
+    // It may have died already; joining reaps it either way.
+    let _ = kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::KILL);
+    join(&mut p);
+    assert!(loaded, "the worker never loaded its guest");
     for (fd, target) in &targets {
         let allowed = match fd.as_str() {
             "0" => target == "/dev/null",
@@ -226,8 +274,10 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
         );
     }
     assert!(targets.iter().all(|(_, t)| !t.contains("host-secret")));
+    println!("{FDS_CHECKED}: {targets:?}");
 }
 
+/// docs/reliability.md, case M13: ANSI escapes and output floods.
 #[test]
 fn m13_control_sequences_are_neutralised_in_tagged_output_and_floods_are_capped() {
     let file = crate::scratch_file(
@@ -252,6 +302,7 @@ fn m13_control_sequences_are_neutralised_in_tagged_output_and_floods_are_capped(
     assert_eq!(flood.stdout_bytes().unwrap().len(), wasmp::MAX_CAPTURE);
 }
 
+/// docs/reliability.md, case H2: a SIGSTOPped (hung) worker.
 #[test]
 fn h2_a_stopped_worker_is_killed_at_its_deadline() {
     let mut p = Process::new(&guest(CLI_PROBE))
@@ -267,6 +318,7 @@ fn h2_a_stopped_worker_is_killed_at_its_deadline() {
     assert!(!is_running(pid));
 }
 
+/// docs/reliability.md, case H4: SIGINT / SIGTERM to the host.
 #[test]
 fn h4_sigint_and_sigterm_stop_the_workers_and_exit_130_or_143() {
     let file = crate::scratch_file(
@@ -334,6 +386,7 @@ fn wasmp_with_fault(fault: &str, args: &[&str], input: Option<&[u8]>) -> std::pr
     crate::run_with_deadline(command, input)
 }
 
+/// docs/reliability.md, case H6: a corrupt IPC frame.
 #[test]
 fn h6_a_corrupt_frame_kills_that_worker_and_the_host_carries_on() {
     let out = run_with_fault("bad-frame");
@@ -346,6 +399,7 @@ fn h6_a_corrupt_frame_kills_that_worker_and_the_host_carries_on() {
     );
 }
 
+/// docs/reliability.md, case M11: a start-up crash loop and a huge worker count.
 #[test]
 fn m11_a_pool_whose_workers_crash_at_start_up_backs_off_and_fails_clearly() {
     let started = Instant::now();
@@ -374,6 +428,7 @@ fn m11_a_pool_whose_workers_crash_at_start_up_backs_off_and_fails_clearly() {
     assert_eq!(out.status.code(), Some(2), "worker count is capped");
 }
 
+/// docs/reliability.md, case M15: a system call outside the seccomp allow-list.
 #[test]
 fn m15_a_system_call_outside_the_allow_list_kills_the_worker_and_says_why() {
     let out = run_with_fault("forbidden-syscall");
@@ -419,6 +474,7 @@ fn table_bomb(step: u32) -> wasmp::Component {
     crate::runtime().load(table_bomb_path(step)).unwrap()
 }
 
+/// docs/reliability.md, case M4: a table bomb.
 #[test]
 fn m4_a_table_bomb_stops_at_the_table_limit_and_by_default() {
     // An explicit limit: 5 steps of 100 000 elements fit, the sixth is refused.
@@ -448,6 +504,7 @@ fn m4_a_table_bomb_stops_at_the_table_limit_and_by_default() {
     assert_eq!(millions as usize, default / 1_000_000, "{status}");
 }
 
+/// docs/reliability.md, case M4: the instance limit.
 #[test]
 fn m4_an_instance_limit_refuses_a_component_needing_more() {
     // A component is several core instances (the module, the adapter, shims): a limit of

@@ -307,3 +307,128 @@ fn rewrite(module: &[u8], shape: &ModuleShape) -> Result<Vec<u8>> {
     .map_err(invalid_module)?;
     Ok(encoded.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(wat: &str) -> ModuleShape {
+        inspect(&wat::parse_str(wat).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_module_exporting_start_is_a_wasi_command() {
+        let shape = shape(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "fd_write"
+                   (func (param i32 i32 i32 i32) (result i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start")))"#,
+        );
+        assert!(shape.is_command);
+        assert!(shape.imports_wasi);
+        assert!(!shape.imports_proc_exit);
+        assert!(!shape.imports_worker);
+        assert!(!shape.has_component_type);
+        assert!(shape.foreign_imports.is_empty());
+        assert_eq!(shape.wrapped_realloc, None);
+    }
+
+    #[test]
+    fn a_module_without_start_is_a_reactor() {
+        let shape = shape(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "fd_write"
+                   (func (param i32 i32 i32 i32) (result i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_initialize"))
+                 (func (export "start")))"#,
+        );
+        assert!(!shape.is_command, "only `_start` makes a command");
+        assert!(shape.imports_wasi);
+    }
+
+    #[test]
+    fn importing_proc_exit_is_noticed_so_that_it_can_be_routed() {
+        let shape = shape(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+                 (func (export "_start")))"#,
+        );
+        assert!(shape.imports_wasi);
+        assert!(shape.imports_proc_exit);
+    }
+
+    #[test]
+    fn a_module_importing_wasmp_worker_is_told_apart_from_foreign_imports() {
+        let shape = shape(
+            r#"(module
+                 (import "wasmp:worker/queue@0.1.0" "len"
+                   (func (param i32 i32 i32)))
+                 (import "wasmp:worker/process@0.1.0" "pid" (func (result i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start")))"#,
+        );
+        assert!(shape.imports_worker);
+        assert!(!shape.imports_wasi);
+        assert!(shape.foreign_imports.is_empty());
+        assert!(
+            !shape.has_component_type,
+            "so wasmp embeds the worker world itself"
+        );
+    }
+
+    #[test]
+    fn foreign_import_modules_are_listed_once_each_in_order() {
+        let shape = shape(
+            r#"(module
+                 (import "env" "a" (func))
+                 (import "other" "b" (func))
+                 (import "env" "c" (func))
+                 (import "wasi_snapshot_preview1" "fd_write"
+                   (func (param i32 i32 i32 i32) (result i32))))"#,
+        );
+        assert_eq!(shape.foreign_imports, ["env", "other"]);
+        assert!(shape.imports_wasi);
+    }
+
+    #[test]
+    fn a_component_type_section_says_the_module_carries_its_wit_types() {
+        let shape = shape(
+            r#"(module
+                 (@custom "component-type:wit-bindgen:0.41.0:worker" "")
+                 (func (export "_start")))"#,
+        );
+        assert!(shape.has_component_type);
+    }
+
+    #[test]
+    fn a_realloc_export_wrapped_by_wasm_ld_points_at_the_function_it_wraps() {
+        let realloc = r#"(func $cabi_realloc (param i32 i32 i32 i32) (result i32)
+                            (local.get 0))
+                          (func $cabi_realloc.command_export (param i32 i32 i32 i32) (result i32)
+                            (call $cabi_realloc
+                              (local.get 0) (local.get 1) (local.get 2) (local.get 3)))"#;
+        let wrapped = shape(&format!(
+            r#"(module {realloc}
+                 (export "cabi_realloc" (func $cabi_realloc.command_export)))"#
+        ));
+        assert_eq!(wrapped.wrapped_realloc, Some((1, 0)));
+        let plain = shape(&format!(
+            r#"(module {realloc}
+                 (export "cabi_realloc" (func $cabi_realloc)))"#
+        ));
+        assert_eq!(plain.wrapped_realloc, None);
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_module_are_invalid_wasm() {
+        let error = inspect(b"\0asm\x01\0\0\0\x01\xff").unwrap_err();
+        let input = error.downcast_ref::<InputError>().expect("an input error");
+        assert_eq!(input.kind(), InputErrorKind::InvalidWasm);
+        assert!(
+            error.to_string().starts_with("invalid core module: "),
+            "{error}"
+        );
+    }
+}

@@ -65,7 +65,12 @@ impl Drain {
             .name("wasmp-output".into())
             .spawn(move || match sink {
                 Some(sink) => capture(pipe, &sink),
-                None => tag_lines(pipe, stream, &tag),
+                // `Stdout::write_all` holds the stream's lock for the whole call, so each
+                // tagged line (one call) never interleaves with another thread's.
+                None => match stream {
+                    Stream::Stdout => tag_lines(pipe, &mut std::io::stdout(), &tag),
+                    Stream::Stderr => tag_lines(pipe, &mut std::io::stderr(), &tag),
+                },
             })
             .expect("failed to spawn an output thread");
         Drain { thread, captured }
@@ -97,7 +102,7 @@ fn capture(mut pipe: impl Read, sink: &Mutex<Vec<u8>>) {
 /// without newlines cannot make the host buffer without bound.
 const MAX_TAGGED_LINE: usize = 64 * 1024;
 
-fn tag_lines(pipe: impl Read, stream: Stream, tag: &str) {
+fn tag_lines(pipe: impl Read, out: &mut impl Write, tag: &str) {
     let mut reader = BufReader::with_capacity(MAX_TAGGED_LINE, pipe);
     let mut line = Vec::new();
     loop {
@@ -126,7 +131,7 @@ fn tag_lines(pipe: impl Read, stream: Stream, tag: &str) {
         if done && line.is_empty() {
             return;
         }
-        write_tagged(stream, tag, &line);
+        write_tagged(out, tag, &line);
         line.clear();
         if done {
             return;
@@ -137,7 +142,7 @@ fn tag_lines(pipe: impl Read, stream: Stream, tag: &str) {
 /// Writes one tagged line with the guest's control characters made visible (`\x1b`…):
 /// the output of several untrusted workers shares the host's terminal, and an escape
 /// sequence could clear it, retitle it or hide lines.
-fn write_tagged(stream: Stream, tag: &str, line: &[u8]) {
+fn write_tagged(out: &mut impl Write, tag: &str, line: &[u8]) {
     let mut tagged = Vec::with_capacity(tag.len() + line.len() + 2);
     tagged.extend_from_slice(tag.as_bytes());
     tagged.push(b' ');
@@ -149,9 +154,76 @@ fn write_tagged(stream: Stream, tag: &str, line: &[u8]) {
         }
     }
     tagged.push(b'\n');
-    // One write per line under the stream's lock: lines never interleave.
-    let _ = match stream {
-        Stream::Stdout => std::io::stdout().lock().write_all(&tagged),
-        Stream::Stderr => std::io::stderr().lock().write_all(&tagged),
-    };
+    // One write per line: lines never interleave.
+    let _ = out.write_all(&tagged);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `tag_lines` writes for `input` under the tag `[w 7]`.
+    fn tagged(input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        tag_lines(input, &mut out, "[w 7]");
+        out
+    }
+
+    #[test]
+    fn each_line_gets_the_tag_and_a_space() {
+        assert_eq!(tagged(b"one\ntwo\n"), b"[w 7] one\n[w 7] two\n");
+    }
+
+    #[test]
+    fn a_last_line_without_a_newline_is_still_written_with_one() {
+        assert_eq!(tagged(b"one\npartial"), b"[w 7] one\n[w 7] partial\n");
+    }
+
+    #[test]
+    fn empty_input_writes_nothing_and_an_empty_line_writes_just_the_tag() {
+        assert_eq!(tagged(b""), b"");
+        assert_eq!(tagged(b"\n\n"), b"[w 7] \n[w 7] \n");
+    }
+
+    #[test]
+    fn crlf_loses_its_cr_and_a_lone_cr_is_made_visible() {
+        assert_eq!(tagged(b"dos\r\n"), b"[w 7] dos\n");
+        assert_eq!(
+            tagged(b"50%\r100%\r\n"),
+            b"[w 7] 50%\\x0d100%\n",
+            "a carriage return inside a line could overwrite the tag"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_but_tabs_are_kept() {
+        assert_eq!(
+            tagged(b"\x1b[31mred\x1b[0m\tend\x07\x7f\0\n"),
+            b"[w 7] \\x1b[31mred\\x1b[0m\tend\\x07\\x7f\\x00\n"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_bytes_pass_through_unchanged() {
+        assert_eq!(
+            tagged(b"caf\xc3\xa9 \xff\xfe\n"),
+            b"[w 7] caf\xc3\xa9 \xff\xfe\n"
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_cap_is_cut_into_tagged_pieces() {
+        let long = vec![b'x'; MAX_TAGGED_LINE * 2 + 10];
+        let mut input = long.clone();
+        input.extend_from_slice(b"\nafter\n");
+        let out = tagged(&input);
+        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 5, "three pieces, one more line, and the end");
+        for (line, len) in lines.iter().zip([MAX_TAGGED_LINE, MAX_TAGGED_LINE, 10]) {
+            let piece = line.strip_prefix(b"[w 7] ").expect("every piece is tagged");
+            assert_eq!(piece, &long[..len]);
+        }
+        assert_eq!(lines[3], b"[w 7] after");
+        assert_eq!(lines[4], b"");
+    }
 }
