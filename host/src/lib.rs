@@ -42,7 +42,7 @@ mod worker;
 
 pub use error::{InputError, InputErrorKind};
 pub use grants::dir::{DirGrant, parse_env};
-pub use grants::limits::Limits;
+pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
 pub use link::spawn::shutdown_workers;
 pub use pool::task::{AsyncResult, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
-use crate::common::{GrantOptions, limits_of, parse_queue, say, timeout_of};
+use crate::common::{GrantOptions, parse_queue, say};
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -31,7 +31,7 @@ pub(crate) struct PoolCommand {
     jobs: Option<u32>,
 
     /// Stop a task that runs longer than this (e.g. 5s, 500ms).
-    #[arg(long, value_name = "DURATION", value_parser = crate::common::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = wasmp::parse_duration)]
     timeout: Option<Duration>,
 
     /// Replace a worker process after this many tasks.
@@ -86,10 +86,11 @@ impl PoolCommand {
         if let Some(timeout) = self.timeout {
             builder = builder.timeout(timeout);
         }
-        if let Some(timeout) = timeout_of(&self.grants.limits) {
+        let settings = self.grants.limit_settings();
+        if let Some(timeout) = settings.timeout {
             builder = builder.timeout(timeout);
         }
-        builder = builder.limits(limits_of(&self.grants.limits));
+        builder = builder.limits(settings.limits);
         if let Some(k) = self.max_tasks_per_worker {
             builder = builder.max_tasks_per_worker(k);
         }
