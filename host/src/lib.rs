@@ -46,7 +46,7 @@ pub use error::{InputError, InputErrorKind, QueueError};
 pub use exit::ExitStatus;
 pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
-pub use grants::limits::Limits;
+pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
 pub use link::spawn::shutdown_workers;
 pub use pool::task::{AsyncResult, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};

@@ -2,11 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use wasmp::{ExitStatus, Grants, InputError, InputErrorKind, Process};
+use wasmp::{
+    ExitStatus, Grants, InputError, InputErrorKind, LIMIT_KEYS, LimitKey, LimitSettings, Process,
+};
 
 /// Writes a line to stderr, ignoring failure. `eprintln!` panics when stderr is a closed
 /// pipe, which turned a clean SIGTERM exit (143) into a panic (101) when the host
@@ -75,130 +76,40 @@ pub(crate) struct GrantOptions {
     #[arg(long = "env", value_name = "NAME[=VAL]")]
     pub(crate) env: Vec<String>,
 
-    /// Resource limits, with wasmtime's -W keys: timeout=DURATION (10s, 500ms),
-    /// max-memory-size=BYTES (64MiB), max-wasm-stack=BYTES (256KiB), fuel=N,
-    /// max-instances=N, max-tables=N, max-table-elements=N; `-W help` lists them.
-    #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit)]
-    pub(crate) limits: Vec<Limit>,
+    // Resource limits: the help line names every key of the library's table.
+    #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit,
+          help = limit_option_help())]
+    pub(crate) limits: Vec<LimitSettings>,
 }
 
-/// One `-W KEY=VALUE` setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Limit {
-    Timeout(Duration),
-    MaxMemorySize(usize),
-    MaxWasmStack(usize),
-    Fuel(u64),
-    MaxInstances(usize),
-    MaxTables(usize),
-    MaxTableElements(usize),
+/// The `-W` line of `--help`: every key with its kind, the details left to `-W help`.
+fn limit_option_help() -> String {
+    let keys: Vec<String> = LIMIT_KEYS.iter().map(LimitKey::usage).collect();
+    format!(
+        "Resource limits, with wasmtime's -W keys: {}; `-W help` lists them.",
+        keys.join(", ")
+    )
 }
 
-/// The -W keys, for `-W help` and error messages.
-const LIMIT_KEYS: &str = concat!(
-    "  timeout=DURATION       stop the guest after this long (10s, 500ms, 2m); exit 124\n",
-    "  max-memory-size=BYTES  bytes per linear memory (64MiB); growing past it fails\n",
-    "  max-wasm-stack=BYTES   wasm stack (256KiB); deeper recursion traps\n",
-    "  fuel=N                 about one unit per instruction; traps when it runs out\n",
-    "  max-instances=N        core and component instances (default 10000)\n",
-    "  max-tables=N           tables (default 10000)\n",
-    "  max-table-elements=N   elements per table (default 10_000_000)",
-);
-
-pub(crate) fn parse_limit(spec: &str) -> Result<Limit> {
+/// Parses one `-W KEY=VALUE`; `-W help` prints the keys and exits.
+pub(crate) fn parse_limit(spec: &str) -> Result<LimitSettings> {
     if spec == "help" {
         // As `wasmtime run -W help`: the list, then exit 0, whatever else is missing.
-        println!("Resource limits, -W KEY=VALUE (repeatable):\n{LIMIT_KEYS}");
+        println!(
+            "Resource limits, -W KEY=VALUE (repeatable):\n{}",
+            LimitSettings::help()
+        );
         std::process::exit(0);
     }
-    let Some((key, value)) = spec.split_once('=') else {
-        bail!("expected KEY=VALUE, e.g. timeout=10s or max-memory-size=64MiB");
-    };
-    match key {
-        "timeout" => Ok(Limit::Timeout(parse_duration(value)?)),
-        "max-memory-size" => Ok(Limit::MaxMemorySize(parse_size(value)?)),
-        "max-wasm-stack" => Ok(Limit::MaxWasmStack(parse_size(value)?)),
-        "fuel" => Ok(Limit::Fuel(parse_count(key, value)?)),
-        "max-instances" => Ok(Limit::MaxInstances(parse_count(key, value)?)),
-        "max-tables" => Ok(Limit::MaxTables(parse_count(key, value)?)),
-        "max-table-elements" => Ok(Limit::MaxTableElements(parse_count(key, value)?)),
-        other => bail!("unknown -W key {other:?} (-W help lists them):\n{LIMIT_KEYS}"),
-    }
-}
-
-/// A whole number, `_` allowed as a separator (`10_000_000`).
-fn parse_count<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
-    value
-        .replace('_', "")
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid {key} {value:?}: expected a whole number"))
-}
-
-/// Parses `65536`, `64KiB`, `64K`, `16MiB`, `16M`, `1GiB`, `1G` (powers of 1024).
-pub(crate) fn parse_size(text: &str) -> Result<usize> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let number: usize = digits
-        .replace('_', "")
-        .parse()
-        .map_err(|_| anyhow::anyhow!("invalid size {text:?}: expected e.g. 65536 or 64MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => bail!("invalid size {text:?}: the unit must be K, M or G (KiB, MiB, GiB)"),
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| anyhow::anyhow!("size {text:?} is too large"))
-}
-
-/// The library's limits for a list of -W settings (the timeout is applied separately).
-pub(crate) fn limits_of(settings: &[Limit]) -> wasmp::Limits {
-    let mut limits = wasmp::Limits::default();
-    for setting in settings {
-        match setting {
-            Limit::Timeout(_) => {}
-            Limit::MaxMemorySize(bytes) => limits.max_memory_size = Some(*bytes),
-            Limit::MaxWasmStack(bytes) => limits.max_wasm_stack = Some(*bytes),
-            Limit::Fuel(fuel) => limits.fuel = Some(*fuel),
-            Limit::MaxInstances(count) => limits.max_instances = Some(*count),
-            Limit::MaxTables(count) => limits.max_tables = Some(*count),
-            Limit::MaxTableElements(count) => limits.max_table_elements = Some(*count),
-        }
-    }
-    limits
-}
-
-/// The -W timeout, if any.
-pub(crate) fn timeout_of(settings: &[Limit]) -> Option<Duration> {
-    settings.iter().rev().find_map(|setting| match setting {
-        Limit::Timeout(timeout) => Some(*timeout),
-        _ => None,
-    })
-}
-
-/// Parses `10s`, `500ms`, `2m`, `1h 30m` (a bare number is seconds, as wasmtime).
-pub(crate) fn parse_duration(text: &str) -> Result<Duration> {
-    if let Ok(secs) = text.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| anyhow::anyhow!("invalid duration {text:?}: {e} (try 10s or 500ms)"))
+    LimitSettings::parse(spec)
 }
 
 impl GrantOptions {
     /// The library's grants for these options: one path for `run`, `up` and `pool`, with
     /// the library's error strategy (a malformed spec is reported when the grants are used).
     pub(crate) fn grants(&self) -> Grants {
-        let mut grants = Grants::new().limits(limits_of(&self.limits));
+        let settings = self.limit_settings();
+        let mut grants = Grants::new().limits(settings.limits);
         for spec in &self.dirs {
             grants = grants.dir_spec(spec, false);
         }
@@ -208,7 +119,7 @@ impl GrantOptions {
         for spec in &self.env {
             grants = grants.env_spec(spec);
         }
-        if let Some(timeout) = timeout_of(&self.limits) {
+        if let Some(timeout) = settings.timeout {
             grants = grants.timeout(timeout);
         }
         grants
@@ -217,6 +128,15 @@ impl GrantOptions {
     /// Applies the grants and limits to a process.
     pub(crate) fn apply(&self, process: Process) -> Process {
         process.grants(self.grants())
+    }
+
+    /// The `-W` settings together, a later setting of a key replacing an earlier one.
+    pub(crate) fn limit_settings(&self) -> LimitSettings {
+        let mut settings = LimitSettings::default();
+        for later in &self.limits {
+            settings.overlay(*later);
+        }
+        settings
     }
 }
 

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 struct Wasmp {
     /// On Ctrl-C or SIGTERM, how long workers get to exit after SIGTERM before SIGKILL.
     #[arg(long, global = true, value_name = "DURATION", default_value = "2s",
-          value_parser = common::parse_duration)]
+          value_parser = wasmp::parse_duration)]
     shutdown_timeout: std::time::Duration,
 
     #[command(subcommand)]

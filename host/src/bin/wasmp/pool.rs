@@ -31,7 +31,7 @@ pub(crate) struct PoolCommand {
     jobs: Option<u32>,
 
     /// Stop a task that runs longer than this (e.g. 5s, 500ms).
-    #[arg(long, value_name = "DURATION", value_parser = crate::common::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = wasmp::parse_duration)]
     timeout: Option<Duration>,
 
     /// Replace a worker process after this many tasks.

@@ -3,15 +3,17 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde::Deserialize;
-use wasmp::{Component, InputError, InputErrorKind, Output, Process, Queue, Runtime};
-
-use crate::common::{
-    GrantOptions, Limit, exit_code_of, parse_duration, parse_size, relative_to, say,
+use serde::{Deserialize, de};
+use wasmp::{
+    Component, InputError, InputErrorKind, LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Output,
+    Process, Queue, Runtime,
 };
+
+use crate::common::{GrantOptions, exit_code_of, relative_to, say};
 use crate::pipes::PipeOptions;
 
 /// Run the processes described in a TOML file concurrently and join them all.
@@ -38,7 +40,8 @@ Example file (paths are relative to the file):
   component = \"tutorial_queue.wasm\"
   invoke = 'reader(\"q\")'
   queues = [\"q\"]
-  env = [\"LANG=C\"]          # also: args, dirs, dirs-ro, timeout = \"10s\"
+  env = [\"LANG=C\"]          # also: args, dirs, dirs-ro, and the -W keys
+  timeout = \"10s\"           # (wasmp run -W help), e.g. max-memory-size = \"64MiB\"
 
 Example:
   wasmp up tutorial.toml")]
@@ -73,29 +76,22 @@ struct QueueEntry {
     close_after: Vec<String>,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// A `[[process]]` table. Besides the fields below it takes every limit key of the
+/// library's table ([`LIMIT_KEYS`], as `-W`); its `Deserialize` is written out (below) because
+/// serde's `flatten` would lose toml's error positions and `deny_unknown_fields`.
+#[derive(Debug, Default)]
 struct ProcessEntry {
     name: String,
     component: String,
     invoke: Option<String>,
-    #[serde(default)]
     args: Vec<String>,
-    #[serde(default)]
     env: Vec<String>,
-    #[serde(default)]
     dirs: Vec<String>,
-    #[serde(default)]
     dirs_ro: Vec<String>,
-    timeout: Option<String>,
-    max_memory_size: Option<Size>,
-    max_wasm_stack: Option<Size>,
-    fuel: Option<u64>,
-    max_instances: Option<usize>,
-    max_tables: Option<usize>,
-    max_table_elements: Option<usize>,
-    #[serde(default)]
     queues: Vec<String>,
+    /// The limit keys given, each with its value as text; parsed by [`entry_limits`], whose
+    /// errors name the process.
+    limits: Vec<(&'static LimitKey, String)>,
 }
 
 impl UpCommand {
@@ -212,48 +208,174 @@ fn build(entry: &ProcessEntry, component: &Component, output: Output) -> Result<
         dirs: entry.dirs.clone(),
         dirs_ro: entry.dirs_ro.clone(),
         env: entry.env.clone(),
-        limits: entry_limits(entry)?,
+        limits: vec![entry_limits(entry)?],
     };
     Ok(grants.apply(process))
 }
 
-/// A size written as a number of bytes or a string with a unit (`"64MiB"`).
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
-enum Size {
-    Bytes(usize),
-    Text(String),
+/// The limits a process entry asks for.
+fn entry_limits(entry: &ProcessEntry) -> Result<LimitSettings> {
+    let mut settings = LimitSettings::default();
+    for (key, value) in &entry.limits {
+        settings.set(key, value).map_err(|e| {
+            InputError::new_config(format!("process {}: {}: {e:#}", entry.name, key.name()))
+        })?;
+    }
+    Ok(settings)
 }
 
-/// The -W settings a process entry asks for.
-fn entry_limits(entry: &ProcessEntry) -> Result<Vec<Limit>> {
-    let bad = |key: &str, e: anyhow::Error| {
-        InputError::new_config(format!("process {}: {key}: {e:#}", entry.name))
-    };
-    let size = |key: &str, size: &Size| match size {
-        Size::Bytes(bytes) => Ok(*bytes),
-        Size::Text(text) => parse_size(text).map_err(|e| bad(key, e)),
-    };
-    let mut limits = Vec::new();
-    if let Some(text) = &entry.timeout {
-        limits.push(Limit::Timeout(
-            parse_duration(text).map_err(|e| bad("timeout", e))?,
-        ));
+/// A key of a `[[process]]` table. It is looked up while toml deserializes the key, so an
+/// unknown key is reported at the key's line and column.
+enum EntryKey {
+    Name,
+    Component,
+    Invoke,
+    Args,
+    Env,
+    Dirs,
+    DirsRo,
+    Queues,
+    Limit(&'static LimitKey),
+}
+
+/// The keys of a `[[process]]` table that are not limit keys.
+const ENTRY_KEYS: [&str; 8] = [
+    "name",
+    "component",
+    "invoke",
+    "args",
+    "env",
+    "dirs",
+    "dirs-ro",
+    "queues",
+];
+
+impl<'de> Deserialize<'de> for EntryKey {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(EntryKeyVisitor)
     }
-    if let Some(value) = &entry.max_memory_size {
-        limits.push(Limit::MaxMemorySize(size("max-memory-size", value)?));
+}
+
+struct EntryKeyVisitor;
+
+impl de::Visitor<'_> for EntryKeyVisitor {
+    type Value = EntryKey;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a [[process]] key")
     }
-    if let Some(value) = &entry.max_wasm_stack {
-        limits.push(Limit::MaxWasmStack(size("max-wasm-stack", value)?));
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<EntryKey, E> {
+        Ok(match key {
+            "name" => EntryKey::Name,
+            "component" => EntryKey::Component,
+            "invoke" => EntryKey::Invoke,
+            "args" => EntryKey::Args,
+            "env" => EntryKey::Env,
+            "dirs" => EntryKey::Dirs,
+            "dirs-ro" => EntryKey::DirsRo,
+            "queues" => EntryKey::Queues,
+            _ => match LimitKey::find(key) {
+                Some(limit) => EntryKey::Limit(limit),
+                None => return Err(E::unknown_field(key, &ALL_ENTRY_KEYS)),
+            },
+        })
     }
-    let counts = [
-        entry.fuel.map(Limit::Fuel),
-        entry.max_instances.map(Limit::MaxInstances),
-        entry.max_tables.map(Limit::MaxTables),
-        entry.max_table_elements.map(Limit::MaxTableElements),
-    ];
-    limits.extend(counts.into_iter().flatten());
-    Ok(limits)
+}
+
+/// Every key a `[[process]]` table takes, for the unknown-key error.
+static ALL_ENTRY_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    ENTRY_KEYS
+        .into_iter()
+        .chain(LIMIT_KEYS.iter().map(LimitKey::name))
+        .collect()
+});
+
+impl<'de> Deserialize<'de> for ProcessEntry {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ProcessEntryVisitor)
+    }
+}
+
+struct ProcessEntryVisitor;
+
+impl<'de> de::Visitor<'de> for ProcessEntryVisitor {
+    type Value = ProcessEntry;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a [[process]] table")
+    }
+
+    // toml refuses a repeated key before it gets here, so a later value simply wins.
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ProcessEntry, A::Error> {
+        let mut entry = ProcessEntry::default();
+        let (mut name, mut component) = (None, None);
+        while let Some(key) = map.next_key()? {
+            match key {
+                EntryKey::Name => name = Some(map.next_value()?),
+                EntryKey::Component => component = Some(map.next_value()?),
+                EntryKey::Invoke => entry.invoke = Some(map.next_value()?),
+                EntryKey::Args => entry.args = map.next_value()?,
+                EntryKey::Env => entry.env = map.next_value()?,
+                EntryKey::Dirs => entry.dirs = map.next_value()?,
+                EntryKey::DirsRo => entry.dirs_ro = map.next_value()?,
+                EntryKey::Queues => entry.queues = map.next_value()?,
+                EntryKey::Limit(limit) => {
+                    let value = map.next_value_seed(LimitValue(limit.kind()))?;
+                    entry.limits.push((limit, value));
+                }
+            }
+        }
+        entry.name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+        entry.component = component.ok_or_else(|| de::Error::missing_field("component"))?;
+        Ok(entry)
+    }
+}
+
+/// A limit's value as written in the file, as text for [`LimitSettings::set`]: a duration
+/// is a string (`"10s"`), a count an integer, a size either (`65536` or `"64MiB"`).
+struct LimitValue(LimitKind);
+
+impl<'de> de::DeserializeSeed<'de> for LimitValue {
+    type Value = String;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl de::Visitor<'_> for LimitValue {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            LimitKind::Duration => "a duration string such as \"10s\"",
+            LimitKind::Size => "a number of bytes or a string such as \"64MiB\"",
+            LimitKind::Count => "a whole number",
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<String, E> {
+        match self.0 {
+            LimitKind::Size | LimitKind::Count => Ok(number.to_string()),
+            LimitKind::Duration => Err(E::invalid_type(de::Unexpected::Unsigned(number), &self)),
+        }
+    }
+
+    // toml integers are signed.
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<String, E> {
+        match u64::try_from(number) {
+            Ok(number) => self.visit_u64(number),
+            Err(_) => Err(E::invalid_value(de::Unexpected::Signed(number), &self)),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<String, E> {
+        match self.0 {
+            LimitKind::Duration | LimitKind::Size => Ok(text.to_string()),
+            LimitKind::Count => Err(E::invalid_type(de::Unexpected::Str(text), &self)),
+        }
+    }
 }
 
 /// Reads and checks the file; errors say `FILE:LINE:COLUMN: what`.
@@ -345,4 +467,116 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(text: &str) -> Result<ProcessEntry, toml::de::Error> {
+        toml::from_str::<Manifest>(&format!(
+            "[[process]]\nname = \"a\"\ncomponent = \"c\"\n{text}"
+        ))
+        .map(|mut manifest| manifest.processes.remove(0))
+    }
+
+    /// The line and column of a toml error in the file `entry` parses.
+    fn error_at(text: &str) -> (String, (usize, usize)) {
+        let source = format!("[[process]]\nname = \"a\"\ncomponent = \"c\"\n{text}");
+        let error = toml::from_str::<Manifest>(&source).unwrap_err();
+        let start = error.span().unwrap().start;
+        (error.message().to_string(), line_column(&source, start))
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        let text = "ab\ncd\n\nef";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 1), (1, 2));
+        assert_eq!(line_column(text, 2), (1, 3));
+        assert_eq!(line_column(text, 3), (2, 1));
+        assert_eq!(line_column(text, 6), (3, 1));
+        assert_eq!(line_column(text, 8), (4, 2));
+        assert_eq!(line_column(text, 100), (4, 3));
+        assert_eq!(line_column("", 0), (1, 1));
+    }
+
+    /// Every key of the library's table is an up-file key, setting what `-W` sets.
+    #[test]
+    fn every_limit_key_is_an_up_file_key() {
+        let mut text = String::new();
+        let mut expected = LimitSettings::default();
+        for key in LIMIT_KEYS {
+            let (toml_value, w_value) = match key.kind() {
+                LimitKind::Duration => ("\"7s\"", "7s"),
+                LimitKind::Size => ("\"7KiB\"", "7KiB"),
+                LimitKind::Count => ("7", "7"),
+            };
+            text.push_str(&format!("{} = {toml_value}\n", key.name()));
+            expected.overlay(LimitSettings::parse(&format!("{}={w_value}", key.name())).unwrap());
+        }
+        let entry = entry(&text).unwrap();
+        assert_eq!(entry_limits(&entry).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_size_may_be_a_number_of_bytes_or_a_string_with_a_unit() {
+        let limits = |text| entry_limits(&entry(text).unwrap()).unwrap().limits;
+        assert_eq!(
+            limits("max-memory-size = 65536").max_memory_size,
+            Some(65536)
+        );
+        assert_eq!(
+            limits("max-memory-size = \"64MiB\"").max_memory_size,
+            Some(64 << 20)
+        );
+        assert_eq!(limits("fuel = 1_000").fuel, Some(1000));
+    }
+
+    #[test]
+    fn wrong_keys_and_types_are_reported_where_they_are() {
+        let (message, at) = error_at("colour = \"red\"\n");
+        assert!(message.starts_with("unknown field `colour`, expected one of `name`"));
+        assert!(message.contains("`max-table-elements`"), "{message}");
+        assert_eq!(at, (4, 1));
+        let (message, at) = error_at("fuel = \"lots\"\n");
+        assert!(message.contains("expected a whole number"), "{message}");
+        assert_eq!(at, (4, 8));
+        let (message, at) = error_at("timeout = 10\n");
+        assert!(message.contains("expected a duration string"), "{message}");
+        assert_eq!(at, (4, 11));
+        let (message, at) = error_at("max-tables = -1\n");
+        assert!(message.contains("expected a whole number"), "{message}");
+        assert_eq!(at, (4, 14));
+        let (_, at) = error_at("args = \"x\"\n");
+        assert_eq!(at, (4, 8));
+    }
+
+    #[test]
+    fn a_bad_limit_value_names_the_process_and_the_key() {
+        let error = entry_limits(&entry("max-memory-size = \"64XB\"").unwrap()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("process a: max-memory-size: invalid size \"64XB\""),
+            "{error}"
+        );
+        let error = entry_limits(&entry("timeout = \"soon\"").unwrap()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("process a: timeout: invalid duration"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_regular_keys_are_not_limit_keys() {
+        for name in ENTRY_KEYS {
+            let key = de::Visitor::visit_str::<de::value::Error>(EntryKeyVisitor, name).unwrap();
+            assert!(!matches!(key, EntryKey::Limit(_)), "{name}");
+            assert!(LimitKey::find(name).is_none(), "{name} is also a limit key");
+        }
+        assert!(toml::from_str::<Manifest>("[[process]]\nname = \"a\"\n").is_err());
+    }
 }
