@@ -31,6 +31,8 @@ mod engine;
 mod error;
 mod exit;
 mod grants;
+#[cfg(test)]
+mod layering;
 mod link;
 mod pool;
 mod process;

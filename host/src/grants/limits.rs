@@ -427,7 +427,7 @@ mod tests {
 
     fn error(spec: &str) -> String {
         let error = LimitSettings::parse(spec).unwrap_err();
-        let input = error.downcast_ref::<crate::InputError>().unwrap();
+        let input = error.downcast_ref::<crate::error::InputError>().unwrap();
         assert_eq!(input.kind(), InputErrorKind::BadConfig, "{spec}");
         input.to_string()
     }

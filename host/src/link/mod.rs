@@ -1,4 +1,9 @@
-//! The host's live link to a worker process: spawning it, its socket, its standby set.
+//! The host's live link to a worker process: spawning and signalling it (`spawn`), its
+//! socket (`conn`), the queue calls it makes and the messages it has not read yet (`serve`),
+//! the one live-worker type both `Process` and `Pool` drive (`live`), and pre-spawned
+//! standby processes (`standby`).
+//!
+//! Knows nothing of WIT or wasmtime, nor of `Process` or `Pool`: it carries frames.
 
 pub(crate) mod conn;
 pub(crate) mod live;

@@ -1,5 +1,10 @@
 //! `Pool`: warm sandboxed worker processes with Python's `Pool` semantics.
 //!
+//! The handle turns Python's calls into checked [`backend::Call`]s for a
+//! [`backend::PoolBackend`]; the local backend (`local`) runs a [`scheduler::Scheduler`]
+//! (the scheduling state, and its invariants) and one `slot` thread per worker process.
+//! May not see `process`.
+//!
 //! Each worker is a long-lived OS process that keeps compiled components loaded and runs
 //! every task in a fresh instance. Unlike Python's `Pool`, a worker that dies mid-task
 //! fails that task (or retries it) within milliseconds and is replaced, so `get()` never

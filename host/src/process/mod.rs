@@ -1,4 +1,8 @@
 //! `Process`: one guest in its own OS process, with Python's names and meanings.
+//!
+//! The handle, and the monitor thread that drives the worker through its one life (start
+//! message, queue calls, outcome, deadline, reap) over a `link::live::LiveWorker`. May not
+//! see `pool`; what a worker may reach comes from `grants`, how it ended from `exit`.
 
 pub(crate) mod monitor;
 

@@ -1,8 +1,9 @@
-//! What the host and a worker process say to each other over their socket.
+//! What the host and a worker process say to each other over their socket, and how a
+//! worker program is started (its argv markers).
 //!
 //! Knows nothing of wasmtime or of how queues are stored: frames are length-prefixed
-//! postcard messages, and every message type is plain data. That keeps the codec testable
-//! (and fuzzable) without spawning anything.
+//! postcard messages, and every message type is plain data (grants and limits travel as
+//! they are). That keeps the codec testable (and fuzzable) without spawning anything.
 
 mod frame;
 mod message;

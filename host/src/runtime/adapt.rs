@@ -40,13 +40,10 @@ use wasm_encoder::reencode::{self, Reencode};
 use wasmparser::{ExternalKind, KnownCustom, Name, Parser, Payload};
 
 use crate::error::{InputError, InputErrorKind};
+use crate::worker::{PROC_EXIT, PROC_EXIT_INTERFACE};
 
 /// The guest contract, embedded into modules that import it without carrying its types.
 const WORKER_WIT: &str = include_str!("../../../wit/worker.wit");
-/// The host interface a core module's `proc_exit` is routed to: preview-1's exit with its
-/// status kept, which neither the adapter nor `wasi:cli/exit` (a `u8`) can carry.
-pub(crate) const PROC_EXIT_INTERFACE: &str = "wasmp:core-module/exit@0.1.0";
-pub(crate) const PROC_EXIT: &str = "proc-exit";
 const CORE_MODULE_WIT: &str = "package wasmp:core-module@0.1.0;
 interface exit {
   proc-exit: func(status: u32);
@@ -246,15 +243,6 @@ fn embed_world(module: &mut Vec<u8>, worker: bool, exit: bool) -> Result<()> {
         world,
         wit_component::StringEncoding::UTF8,
     )
-}
-
-/// What the routed `proc_exit(status)` does, as `wasmtime run`'s preview-1 layer: exit with
-/// `status` below 126; above, fail with wasmtime's message.
-pub(crate) fn proc_exit(status: u32) -> wasmtime::Error {
-    match i32::try_from(status) {
-        Ok(code) if code < 126 => wasmtime::format_err!(wasmtime_wasi::I32Exit(code)),
-        _ => wasmtime::format_err!("exit with invalid exit status outside of [0..126)"),
-    }
 }
 
 /// Rewrites the import `wasi_snapshot_preview1.proc_exit` as [`PROC_EXIT_INTERFACE`]'s

@@ -17,7 +17,7 @@ use wasmtime::component::{Val, wasm_wave};
 
 use crate::error::{InputErrorKind, input_error};
 use crate::runtime::Runtime;
-use crate::runtime::signature::{describe_func, describe_type};
+use crate::value::signature::{describe_func, describe_type};
 use crate::worker::new_linker;
 
 /// Components larger than this are refused before they are read.
@@ -180,7 +180,7 @@ impl Component {
 
     /// The compiled file for a worker: the fuel-metered variant (compiled on first use)
     /// when the guest has a fuel limit.
-    pub(crate) fn cwasm_for(&self, limits: &crate::Limits) -> Result<PathBuf> {
+    pub(crate) fn cwasm_for(&self, limits: &crate::grants::limits::Limits) -> Result<PathBuf> {
         if limits.fuel.is_none() {
             return Ok(self.inner.cwasm.clone());
         }

@@ -1,10 +1,14 @@
-//! The host side's shared context: one wasmtime engine, one compile cache, and the program
-//! that worker processes run.
+//! The host side's shared context: one wasmtime engine, one compile cache, the program
+//! worker processes run, and the components loaded with it (validated, adapted from
+//! preview 1 when needed, compiled once per content hash).
+//!
+//! Compiles, never runs: it builds the worker's linker only to check imports. May not see
+//! `process`, `pool` or `queue`; it hands standby worker processes to `process` through
+//! `link`.
 
 pub(crate) mod adapt;
 pub(crate) mod cache;
 pub(crate) mod component;
-pub(crate) mod signature;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use serde_json::{Map, Number, Value};
 use wasmtime::component::{Type, Val};
 
-use crate::runtime::signature::describe_type;
+use crate::value::signature::describe_type;
 
 /// Converts `json` to a value of type `ty`.
 pub(crate) fn from_json(json: &Value, ty: &Type) -> Result<Val> {
@@ -152,7 +152,7 @@ fn int<T: TryFrom<i64> + TryFrom<u64>>(json: &Value, ty: &Type) -> Result<T> {
     fits.ok_or_else(|| anyhow::anyhow!("expected {}, got {json}", describe_type(ty)))
 }
 
-/// Converts a value to JSON (the inverse of [`from_json`]).
+/// Converts a value to JSON (the inverse of [`Component::args_from_json`](crate::Component::args_from_json)).
 pub fn val_to_json(val: &Val) -> Value {
     match val {
         Val::Bool(b) => Value::Bool(*b),

@@ -4,7 +4,11 @@
 //! [`run_worker_if_requested`](crate::run_worker_if_requested) first thing in `main`) with the
 //! arguments `__wasmp_worker <parent-pid>` and the channel socket as its stdin. The worker
 //! hardens itself, greets the host, receives one [`StartSpec`], runs the guest, reports the
-//! [`Outcome`] and exits.
+//! [`Outcome`] and exits (or, for a pool, serves jobs until told to shut down).
+//!
+//! Sees only what the child needs: the protocol, the grants it was sent, the engine
+//! configuration and the exit table. Never the host's handles (`process`, `pool`, `queue`,
+//! `link`, `runtime`): everything reaches it over the channel.
 
 mod bindings;
 mod channel;
@@ -23,7 +27,7 @@ use anyhow::Context;
 use crate::exit::ExitStatus;
 use crate::protocol::{PROTOCOL_VERSION, ToHost, ToWorker};
 
-pub(crate) use state::new_linker;
+pub(crate) use state::{PROC_EXIT, PROC_EXIT_INTERFACE, new_linker};
 
 /// Exit code of a worker that could not even talk to its host: the table's "failed".
 const EXIT_NO_HOST: u8 = crate::exit::code::FAILED as u8;
@@ -54,7 +58,7 @@ fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
     let warm = standby
         .then(|| {
             let _ = sandbox::prepare();
-            run::Runner::new(&crate::Limits::default()).ok()
+            run::Runner::new(&crate::grants::limits::Limits::default()).ok()
         })
         .flatten();
     match channel.recv()? {

@@ -38,6 +38,20 @@ impl WasiView for WorkerState {
     }
 }
 
+/// The host interface a core module's `proc_exit` is routed to: preview-1's exit with its
+/// status kept, which neither the adapter nor `wasi:cli/exit` (a `u8`) can carry.
+pub(crate) const PROC_EXIT_INTERFACE: &str = "wasmp:core-module/exit@0.1.0";
+pub(crate) const PROC_EXIT: &str = "proc-exit";
+
+/// What the routed `proc_exit(status)` does, as `wasmtime run`'s preview-1 layer: exit with
+/// `status` below 126; above, fail with wasmtime's message.
+fn proc_exit(status: u32) -> wasmtime::Error {
+    match i32::try_from(status) {
+        Ok(code) if code < 126 => wasmtime::format_err!(wasmtime_wasi::I32Exit(code)),
+        _ => wasmtime::format_err!("exit with invalid exit status outside of [0..126)"),
+    }
+}
+
 /// The linker every worker instantiates against: WASI p2, `wasmp:worker`, and the
 /// `proc_exit` route of adapted preview-1 modules.
 ///
@@ -48,13 +62,10 @@ pub(crate) fn new_linker(engine: &Engine) -> anyhow::Result<Linker<WorkerState>>
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     Worker::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
     linker
-        .instance(crate::runtime::adapt::PROC_EXIT_INTERFACE)?
-        .func_wrap(
-            crate::runtime::adapt::PROC_EXIT,
-            |_, (status,): (u32,)| -> wasmtime::Result<()> {
-                Err(crate::runtime::adapt::proc_exit(status))
-            },
-        )?;
+        .instance(PROC_EXIT_INTERFACE)?
+        .func_wrap(PROC_EXIT, |_, (status,): (u32,)| -> wasmtime::Result<()> {
+            Err(proc_exit(status))
+        })?;
     Ok(linker)
 }
 
