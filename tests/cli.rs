@@ -360,6 +360,38 @@ fn pool_refuses_a_bad_line_before_starting_workers() {
 }
 
 #[test]
+fn pool_refuses_two_task_time_limits_with_exit_2() {
+    let out = wasmp_with_stdin(
+        &[
+            "pool",
+            "--timeout",
+            "1s",
+            "-W",
+            "timeout=2s",
+            POOL_PROBE,
+            "--invoke",
+            "square",
+        ],
+        Some(b"[1]\n"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--timeout and -W timeout=") && !stderr.contains("pool worker ready"),
+        "{stderr}"
+    );
+    // Either one alone is the per-task limit.
+    for limit in [&["--timeout", "5s"][..], &["-W", "timeout=5s"][..]] {
+        let mut args = vec!["pool"];
+        args.extend_from_slice(limit);
+        args.extend([POOL_PROBE, "--invoke", "square"]);
+        let out = wasmp_with_stdin(&args, Some(b"[3]\n"));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), r#"{"result":9}"#);
+    }
+}
+
+#[test]
 fn run_shares_its_stdin_with_the_guest_and_copes_without_one() {
     let out = wasmp_with_stdin(&["run", WASI_FIDELITY, "stdio"], Some(b"abc"));
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -73,10 +73,6 @@ pub(crate) struct PoolCommand {
 
 impl PoolCommand {
     pub(crate) fn execute(self) -> Result<ExitCode> {
-        let runtime = Runtime::new()?;
-        let component = runtime.load(&self.component)?;
-        let tasks = self.read_tasks(&component)?;
-
         let mut grants = self.grants.grants();
         match (self.timeout, grants.get_timeout()) {
             (Some(_), Some(_)) => clap::Error::raw(
@@ -87,6 +83,10 @@ impl PoolCommand {
             (Some(timeout), None) => grants = grants.timeout(timeout),
             (None, _) => {}
         }
+        let runtime = Runtime::new()?;
+        let component = runtime.load(&self.component)?;
+        let tasks = self.read_tasks(&component)?;
+
         for spec in &self.queues {
             grants = grants.queue(&parse_queue(spec)?);
         }
