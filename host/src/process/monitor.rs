@@ -7,7 +7,6 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use rustix::process::Signal;
 use tracing::{debug, warn};
 
 use crate::exit::ExitStatus;
@@ -111,7 +110,7 @@ impl Monitor {
                 Event::Closed => return Ok(outcome),
                 Event::Deadline => {
                     *timed_out = true;
-                    self.worker.signaller().signal(Signal::KILL)?;
+                    self.worker.kill();
                     return Ok(outcome);
                 }
                 Event::TaskDone { .. } | Event::Ready => {
