@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("stdio", &[]),
     ("engine", &[]),
     ("value", &[]),
+    ("cluster", &["error"]),
     ("queue", &["error"]),
     ("grants", &["error", "queue"]),
     ("protocol", &["error", "grants", "queue"]),
@@ -27,7 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("worker", &["engine", "error", "exit", "grants", "protocol"]),
     (
         "runtime",
-        &["engine", "error", "grants", "link", "value", "worker"],
+        &["cluster", "engine", "error", "grants", "link", "value", "worker"],
     ),
     (
         "process",
@@ -39,10 +40,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "pool",
         &[
-            "error", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio", "sync",
-            "value",
+            "cluster", "error", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio",
+            "sync", "value",
         ],
     ),
+    ("serve", &["cluster", "grants", "pool", "runtime"]),
 ];
 
 /// Paths (a module, or one file of one) that may not name these crates or paths.
@@ -50,6 +52,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("protocol", &["wasmtime", "rustix"]),
     ("queue", &["wasmtime", "std::process", "rustix::process"]),
     ("grants", &["wasmtime"]),
+    ("cluster", &["wasmtime", "std::process::Command", "rustix::process"]),
     ("exit", &["wasmtime"]),
     ("link", &["wasmtime", "wit_bindgen"]),
     (

@@ -27,6 +27,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "cluster")]
+mod cluster;
 mod engine;
 mod error;
 mod exit;
@@ -39,11 +41,21 @@ mod process;
 mod protocol;
 mod queue;
 mod runtime;
+#[cfg(feature = "cluster")]
+mod serve;
 mod stdio;
 mod sync;
 mod value;
 mod worker;
 
+#[cfg(feature = "cluster")]
+pub use cluster::dead::DeadLetter;
+#[cfg(feature = "cluster")]
+pub use cluster::hosts::{ClusterStatus, HostStatus};
+#[cfg(feature = "cluster")]
+pub use cluster::{Cluster, ClusterBuilder, ClusterError, DEFAULT_NAMESPACE, NATS_URL_ENV};
+#[cfg(feature = "cluster")]
+pub use serve::{ClusterHost, ClusterHostBuilder, ClusterHostHandle, DEFAULT_ACK_WAIT, HostReport};
 pub use error::{InputError, InputErrorKind, QueueError};
 pub use exit::ExitStatus;
 pub use grants::Grants;

@@ -20,6 +20,9 @@ pub(crate) struct Call {
     pub(crate) component: Component,
     pub(crate) export: String,
     pub(crate) args: Vec<String>,
+    /// This task's time limit, instead of the pool's (a cluster host sets it from the
+    /// task's message).
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// Runs a pool's tasks. Every submitted task's [`AsyncResult`] resolves exactly once,

@@ -12,6 +12,8 @@
 
 pub(crate) mod backend;
 pub(crate) mod local;
+#[cfg(feature = "cluster")]
+pub(crate) mod remote;
 pub(crate) mod scheduler;
 pub(crate) mod slot;
 pub(crate) mod task;
@@ -41,6 +43,9 @@ pub struct PoolBuilder {
     config: PoolConfig,
     /// What every task may reach; a malformed grant is reported by `build`.
     grants: Grants,
+    /// Run the tasks on the cluster's hosts instead of local worker processes.
+    #[cfg(feature = "cluster")]
+    cluster: bool,
 }
 
 /// How the pool treats its workers (what they may reach is in [`Grants`]).
@@ -149,6 +154,21 @@ impl PoolBuilder {
         self
     }
 
+    /// Run the tasks on the hosts of the runtime's cluster (`wasmp serve` processes) instead
+    /// of worker processes of this one; every method behaves as locally.
+    ///
+    /// What a task may reach is each host's business: the pool's directories and
+    /// environment variables are not sent, only their guest paths and names, and a host
+    /// that does not grant them fails the task saying so. Settings of worker processes
+    /// (`processes`, `max_tasks_per_worker`, `max_worker_memory`, `initializer`,
+    /// `reuse_instances`, `limits`, `output`) and local queues are the hosts': `build` refuses
+    /// them here. `retries` and `timeout` travel with each task.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
     /// Starts the worker processes.
     ///
     /// # Errors
@@ -156,11 +176,47 @@ impl PoolBuilder {
     /// A malformed grant, or a granted directory that does not exist
     /// ([`InputError`](crate::InputError)).
     pub fn build(self) -> Result<Pool> {
+        #[cfg(feature = "cluster")]
+        if self.cluster {
+            return self.build_cluster();
+        }
         self.grants.check()?;
         let backend = LocalPool::start(self.runtime, self.config, self.grants, self.processes)?;
         Ok(Pool {
             backend: Box::new(backend),
             size: self.processes,
+        })
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl PoolBuilder {
+    fn build_cluster(self) -> Result<Pool> {
+        let host_settings = [
+            ("max_tasks_per_worker", self.config.max_tasks_per_worker.is_some()),
+            ("max_worker_memory", self.config.max_memory_kb.is_some()),
+            ("initializer", self.config.initializer.is_some()),
+            ("reuse_instances", self.config.reuse_instances),
+            ("limits", *self.grants.get_limits() != Limits::default()),
+            ("queue", !self.grants.queues().is_empty()),
+        ];
+        if let Some((name, _)) = host_settings.iter().find(|(_, set)| *set) {
+            return Err(crate::error::InputError::new_config(format!(
+                "{name} is a setting of each host's worker processes in a cluster pool: give it \
+                 to `wasmp serve` on the hosts"
+            ))
+            .into());
+        }
+        let cluster = self.runtime.cluster()?;
+        // Sizes `map`'s default chunks as Python does from its worker count.
+        let size = cluster
+            .status()
+            .map_or(0, |status| status.hosts.iter().map(|h| h.slots).sum::<usize>())
+            .max(1);
+        let backend = remote::RemotePool::start(cluster, self.config.retries, &self.grants)?;
+        Ok(Pool {
+            backend: Box::new(backend),
+            size,
         })
     }
 }
@@ -178,6 +234,9 @@ pub struct PoolStats {
     pub workers_started: u64,
     /// Tasks submitted and not finished.
     pub outstanding: usize,
+    /// Results that came for a task already resolved and were dropped (a cluster pool: a
+    /// host that froze past its deadline and woke up after the task ran elsewhere).
+    pub duplicates: u64,
 }
 
 /// A pool of warm worker processes: Python's `multiprocessing.Pool`.
@@ -232,6 +291,8 @@ impl Pool {
             processes: std::thread::available_parallelism().map_or(1, |n| n.get()),
             config: PoolConfig::default(),
             grants: Grants::new(),
+            #[cfg(feature = "cluster")]
+            cluster: false,
         }
     }
 
@@ -267,7 +328,18 @@ impl Pool {
             component: component.clone(),
             export: export.to_string(),
             args: encoded,
+            timeout: None,
         };
+        Ok(self
+            .backend
+            .submit(vec![call], false)?
+            .pop()
+            .expect("one task submitted"))
+    }
+
+    /// Queues one call already checked (a cluster host's task).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn submit_call(&self, call: Call) -> Result<AsyncResult> {
         Ok(self
             .backend
             .submit(vec![call], false)?
@@ -315,6 +387,7 @@ impl Pool {
                     component: component.clone(),
                     export: export.to_string(),
                     args: component.encode_args(export, &args)?,
+                    timeout: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

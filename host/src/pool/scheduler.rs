@@ -386,6 +386,7 @@ impl<P> Scheduler<P> {
             retried: c.retried.load(Ordering::Relaxed),
             workers_started: c.workers_started.load(Ordering::Relaxed),
             outstanding: self.lock().outstanding,
+            duplicates: 0,
         }
     }
 }

@@ -203,7 +203,7 @@ impl SlotWorker {
                 cwasm: task.payload().cwasm.clone(),
                 export: task.payload().call.export.clone(),
                 args: task.payload().call.args.clone(),
-                timeout_ms: timeout.map(protocol::millis),
+                timeout_ms: task.payload().call.timeout.or(timeout).map(protocol::millis),
             })
             .collect();
         if self.worker.conn.send(&ToWorker::Job(specs)).is_err() {
@@ -213,7 +213,8 @@ impl SlotWorker {
         scheduler.start(&mut job);
         let mut started = Instant::now();
         while let Some(current) = job.current() {
-            let deadline = timeout.map(|t| started + t + TIMEOUT_GRACE);
+            let limit = current.payload().call.timeout.or(timeout);
+            let deadline = limit.map(|t| started + t + TIMEOUT_GRACE);
             match self.worker.conn.next_event(deadline) {
                 Ok(Event::TaskDone {
                     id,

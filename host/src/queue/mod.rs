@@ -254,6 +254,11 @@ impl QueueGrants {
         }
     }
 
+    /// Whether no queue is granted.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
     /// The queue granted under `name`.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<dyn QueueBackend>> {
         self.queues.get(name).cloned()

@@ -150,6 +150,11 @@ impl Component {
         })
     }
 
+    /// The component's bytes as given (before adaptation), shared.
+    pub(crate) fn wasm(&self) -> &Arc<[u8]> {
+        &self.inner.wasm
+    }
+
     /// The name messages use for this component (its file stem).
     pub fn name(&self) -> &str {
         &self.inner.name

@@ -44,6 +44,11 @@ struct Inner {
     fuel_engine: OnceLock<Engine>,
     cache: CompileCache,
     worker_program: PathBuf,
+    /// The cluster to connect to, connected on first use.
+    #[cfg(feature = "cluster")]
+    cluster_settings: Option<crate::cluster::ClusterBuilder>,
+    #[cfg(feature = "cluster")]
+    cluster: OnceLock<crate::cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -62,6 +67,8 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     worker_program: Option<PathBuf>,
     standby: usize,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::ClusterBuilder>,
 }
 
 impl RuntimeBuilder {
@@ -89,6 +96,21 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The NATS JetStream server (`nats://host:port`) that cluster pools
+    /// ([`PoolBuilder::cluster`](crate::PoolBuilder::cluster)) submit to, in the default
+    /// namespace (default: `$WASMP_NATS_URL`). Connected when first needed.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(self, url: impl Into<String>) -> Self {
+        self.cluster_with(crate::cluster::Cluster::builder(url))
+    }
+
+    /// As [`cluster`](Self::cluster), with the connection's settings (a namespace, …).
+    #[cfg(feature = "cluster")]
+    pub fn cluster_with(mut self, settings: crate::cluster::ClusterBuilder) -> Self {
+        self.cluster = Some(settings);
+        self
+    }
+
     /// Builds the runtime.
     ///
     /// # Errors
@@ -111,6 +133,10 @@ impl RuntimeBuilder {
                 fuel_engine: OnceLock::new(),
                 cache,
                 worker_program,
+                #[cfg(feature = "cluster")]
+                cluster_settings: self.cluster,
+                #[cfg(feature = "cluster")]
+                cluster: OnceLock::new(),
             }),
         })
     }
@@ -138,6 +164,33 @@ impl Runtime {
     /// See [`Component::from_file`].
     pub fn load(&self, path: impl AsRef<Path>) -> Result<Component> {
         Component::from_file(self, path)
+    }
+
+    /// The cluster this runtime submits to, connecting on first use (to the URL given to
+    /// [`RuntimeBuilder::cluster`], else `$WASMP_NATS_URL`).
+    ///
+    /// # Errors
+    ///
+    /// When no cluster was named, or its server cannot be reached
+    /// ([`ClusterError::Unreachable`](crate::ClusterError)).
+    #[cfg(feature = "cluster")]
+    pub fn cluster(&self) -> Result<crate::cluster::Cluster> {
+        use crate::cluster::{Cluster, NATS_URL_ENV};
+        if let Some(cluster) = self.inner.cluster.get() {
+            return Ok(cluster.clone());
+        }
+        let settings = match &self.inner.cluster_settings {
+            Some(settings) => settings.clone(),
+            None => match std::env::var(NATS_URL_ENV) {
+                Ok(url) => Cluster::builder(url),
+                Err(_) => anyhow::bail!(
+                    "no cluster: give the runtime one (RuntimeBuilder::cluster) or set \
+                     ${NATS_URL_ENV}"
+                ),
+            },
+        };
+        let cluster = settings.connect()?;
+        Ok(self.inner.cluster.get_or_init(|| cluster).clone())
     }
 
     pub(crate) fn engine(&self) -> &Engine {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use wasmp::{
-    ExitStatus, Grants, InputError, InputErrorKind, LIMIT_KEYS, LimitKey, LimitSettings, Process,
+    Cluster, ClusterBuilder, ClusterError, ExitStatus, Grants, InputError, InputErrorKind, LIMIT_KEYS, LimitKey, LimitSettings, Process,
 };
 
 /// Writes a line to stderr, ignoring failure. `eprintln!` panics when stderr is a closed
@@ -32,12 +32,20 @@ pub(crate) mod code {
     pub(crate) const OSERR: u8 = 71;
     /// An I/O error on wasmp's own files (the compile cache): unwritable, disk full.
     pub(crate) const IOERR: u8 = 74;
+    /// A service is unavailable: the NATS server cannot be reached.
+    pub(crate) const UNAVAILABLE: u8 = 69;
     /// A configuration file or value is wrong.
     pub(crate) const CONFIG: u8 = 78;
 }
 
 /// The exit code for an error: by its [`InputError`] kind, else by the OS error under it.
 pub(crate) fn exit_code_for(error: &anyhow::Error) -> u8 {
+    if let Some(cluster) = error.chain().find_map(|e| e.downcast_ref::<ClusterError>()) {
+        return match cluster {
+            ClusterError::Unreachable { .. } => code::UNAVAILABLE,
+            _ => code::CONFIG,
+        };
+    }
     if let Some(input) = error.chain().find_map(|e| e.downcast_ref::<InputError>()) {
         return match input.kind() {
             InputErrorKind::NotFound => code::NOINPUT,
@@ -59,6 +67,38 @@ pub(crate) fn exit_code_for(error: &anyhow::Error) -> u8 {
 /// The exit code a finished worker maps to; the guest's own code when it exited.
 pub(crate) fn exit_code_of(status: &ExitStatus) -> ExitCode {
     ExitCode::from(status.code().clamp(0, 255) as u8)
+}
+
+/// Which NATS JetStream server and namespace (`serve`, `cluster`).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct NatsOptions {
+    /// The NATS server with JetStream (`nats-server -js`), e.g. nats://127.0.0.1:4222.
+    #[arg(long = "nats", value_name = "URL", env = "WASMP_NATS_URL")]
+    pub(crate) url: String,
+
+    /// Pools, queues and hosts of one namespace see each other and nothing of another.
+    #[arg(long, value_name = "NS", default_value = wasmp::DEFAULT_NAMESPACE)]
+    pub(crate) namespace: String,
+}
+
+impl NatsOptions {
+    /// Connects (exit 69 when the server cannot be reached).
+    pub(crate) fn connect(&self) -> Result<Cluster> {
+        cluster_settings(&self.url, &self.namespace).connect()
+    }
+}
+
+/// The connection to `url` in `namespace`; `$WASMP_NATS_PING_INTERVAL` (tests) shortens
+/// the ping, so a dead connection is noticed sooner.
+pub(crate) fn cluster_settings(url: &str, namespace: &str) -> ClusterBuilder {
+    let mut builder = Cluster::builder(url).namespace(namespace);
+    if let Some(interval) = std::env::var("WASMP_NATS_PING_INTERVAL")
+        .ok()
+        .and_then(|v| wasmp::parse_duration(&v).ok())
+    {
+        builder = builder.ping_interval(interval);
+    }
+    builder
 }
 
 /// What a guest may reach, with wasmtime's spellings.

@@ -1,10 +1,12 @@
 //! The `wasmp` command: run wasm workers in sandboxed OS processes.
 
 mod check;
+mod cluster;
 mod common;
 mod pipes;
 mod pool;
 mod run;
+mod serve;
 mod up;
 
 use std::io::{IsTerminal, Write};
@@ -32,6 +34,8 @@ enum Command {
     Up(up::UpCommand),
     Check(check::CheckCommand),
     Pool(pool::PoolCommand),
+    Serve(serve::ServeCommand),
+    Cluster(cluster::ClusterCommand),
     /// Print a shell completion script: `wasmp completion bash > /etc/bash_completion.d/wasmp`.
     Completion {
         /// bash, zsh, fish, elvish or powershell.
@@ -44,12 +48,17 @@ fn main() -> ExitCode {
     wasmp::run_worker_if_requested();
     init_logging();
     let cli = Wasmp::parse();
-    stop_workers_on_signals(cli.shutdown_timeout);
+    // A host stops in its own order (stop taking tasks, finish or hand back the rest).
+    if !matches!(cli.command, Command::Serve(_)) {
+        stop_workers_on_signals(cli.shutdown_timeout);
+    }
     let result = match cli.command {
         Command::Run(cmd) => cmd.execute(),
         Command::Up(cmd) => cmd.execute(),
         Command::Check(cmd) => cmd.execute(),
         Command::Pool(cmd) => cmd.execute(),
+        Command::Serve(cmd) => cmd.execute(cli.shutdown_timeout),
+        Command::Cluster(cmd) => cmd.execute(),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
-use crate::common::{GrantOptions, parse_queue, say};
+use crate::common::{GrantOptions, cluster_settings, parse_queue, say};
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -62,6 +62,15 @@ pub(crate) struct PoolCommand {
     #[command(flatten)]
     grants: GrantOptions,
 
+    /// Submit the tasks to the `wasmp serve` hosts of this NATS JetStream server instead
+    /// of local worker processes (the hosts set worker settings and grants).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["jobs", "max_tasks_per_worker", "reuse_instances", "queues"])]
+    nats: Option<String>,
+
+    /// The cluster namespace (with --nats).
+    #[arg(long, value_name = "NS", default_value = wasmp::DEFAULT_NAMESPACE, requires = "nats")]
+    namespace: String,
+
     /// The export to call for each task.
     #[arg(long, value_name = "NAME")]
     invoke: String,
@@ -83,7 +92,15 @@ impl PoolCommand {
             (Some(timeout), None) => grants = grants.timeout(timeout),
             (None, _) => {}
         }
-        let runtime = Runtime::new()?;
+        let mut runtime = Runtime::builder();
+        if let Some(url) = &self.nats {
+            runtime = runtime.cluster_with(cluster_settings(url, &self.namespace));
+        }
+        let runtime = runtime.build()?;
+        if self.nats.is_some() {
+            // Connect now: an unreachable server is exit 69 before any input is read.
+            runtime.cluster()?;
+        }
         let component = runtime.load(&self.component)?;
         let tasks = self.read_tasks(&component)?;
 
@@ -94,6 +111,9 @@ impl PoolCommand {
             .retries(self.retries)
             .reuse_instances(self.reuse_instances)
             .grants(grants);
+        if self.nats.is_some() {
+            builder = builder.cluster();
+        }
         if let Some(jobs) = self.jobs {
             builder = builder.processes(jobs as usize);
         }
@@ -148,13 +168,17 @@ impl PoolCommand {
         let stats = pool.stats();
         let elapsed = started.elapsed();
         say!(
-            "wasmp pool: {} done, {} failed, {} retried in {:.2}s ({:.0} tasks/s, {} worker processes started)",
+            "wasmp pool: {} done, {} failed, {} retried in {:.2}s ({:.0} tasks/s, {})",
             stats.succeeded,
             stats.failed,
             stats.retried,
             elapsed.as_secs_f64(),
             results.len() as f64 / elapsed.as_secs_f64(),
-            stats.workers_started,
+            if self.nats.is_some() {
+                format!("{} duplicate results dropped", stats.duplicates)
+            } else {
+                format!("{} worker processes started", stats.workers_started)
+            },
         );
         Ok(if failed > 0 {
             ExitCode::FAILURE
