@@ -1,15 +1,14 @@
 //! Host heartbeats and the namespace's status.
 //!
-//! Every `wasmp serve` writes its entry (slots, running tasks) into a key-value bucket
-//! every few seconds; entries expire, so a host that died drops out of `status` on its
+//! Every `wasmp serve` writes its entry (slots, running tasks) on its own subject of a
+//! heartbeat stream every few seconds (the stream keeps the last per host); entries expire, so a host that died drops out of `status` on its
 //! own. Heartbeats are for people and for sizing (`map`'s default chunk size); delivery
 //! never depends on them (the server's ack deadline does that).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use async_nats::jetstream::kv;
-use futures_util::StreamExt;
+use async_nats::jetstream::stream;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, streams};
@@ -48,30 +47,34 @@ pub struct ClusterStatus {
     pub dead: u64,
 }
 
-async fn bucket(cluster: &Cluster) -> Result<kv::Store> {
-    let name = cluster.names().host_bucket();
-    let jetstream = cluster.jetstream();
-    if let Ok(store) = jetstream.get_key_value(&name).await {
-        return Ok(store);
-    }
-    jetstream
-        .create_key_value(kv::Config {
-            bucket: name.clone(),
+/// The stream of heartbeats: the last one per host, each expiring. (A plain stream, not a
+/// key-value bucket: async-nats 0.51 cannot read 2.9's answer to creating one.)
+async fn stream(cluster: &Cluster) -> Result<stream::Stream> {
+    let names = cluster.names();
+    let name = names.host_stream();
+    cluster
+        .jetstream()
+        .get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![names.host_subject("*")],
+            max_messages_per_subject: 1,
             max_age: HOST_TTL,
-            history: 1,
-            storage: async_nats::jetstream::stream::StorageType::Memory,
+            storage: stream::StorageType::Memory,
             ..Default::default()
         })
         .await
-        .with_context(|| format!("failed to open the key-value bucket {name}"))
+        .with_context(|| format!("failed to open the JetStream stream {name}"))
 }
 
 /// Writes (or refreshes) a host's entry.
 pub(crate) async fn report(cluster: &Cluster, host: &HostStatus) -> Result<()> {
-    let store = bucket(cluster).await?;
+    stream(cluster).await?;
     let value = serde_json::to_vec(host).expect("a host status serializes");
-    store
-        .put(&host.id, value.into())
+    cluster
+        .jetstream()
+        .publish(cluster.names().host_subject(&host.id), value.into())
+        .await
+        .context("failed to write the host heartbeat")?
         .await
         .context("failed to write the host heartbeat")?;
     Ok(())
@@ -79,22 +82,26 @@ pub(crate) async fn report(cluster: &Cluster, host: &HostStatus) -> Result<()> {
 
 /// Removes a host's entry (it stopped cleanly).
 pub(crate) async fn leave(cluster: &Cluster, id: &str) {
-    if let Ok(store) = bucket(cluster).await {
-        let _ = store.purge(id).await;
+    if let Ok(stream) = stream(cluster).await {
+        let _ = stream
+            .purge()
+            .filter(cluster.names().host_subject(id))
+            .await;
     }
 }
 
 /// The hosts that reported recently.
 pub(crate) async fn hosts(cluster: &Cluster) -> Result<Vec<HostStatus>> {
-    let store = bucket(cluster).await?;
-    let mut keys = store.keys().await.context("failed to list the hosts")?;
+    let stream = stream(cluster).await?;
+    let state = stream.get_info().await.context("failed to list the hosts")?.state;
     let mut hosts = Vec::new();
-    while let Some(key) = keys.next().await {
-        let Ok(key) = key else { continue };
-        if let Ok(Some(value)) = store.get(&key).await
-            && let Ok(host) = serde_json::from_slice::<HostStatus>(&value)
-        {
-            hosts.push(host);
+    if state.messages > 0 {
+        for sequence in state.first_sequence..=state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(sequence).await
+                && let Ok(host) = serde_json::from_slice::<HostStatus>(&message.payload)
+            {
+                hosts.push(host);
+            }
         }
     }
     hosts.sort_by(|a, b| a.id.cmp(&b.id));

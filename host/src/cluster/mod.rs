@@ -120,7 +120,12 @@ impl ClusterBuilder {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        let jetstream = jetstream::new(client);
+        let check = Self::check_jetstream(&runtime, &client, &url);
+        // The context spawns its acknowledgement task on the current runtime.
+        let jetstream = {
+            let _runtime = runtime.enter();
+            jetstream::new(client)
+        };
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 runtime: Some(runtime),
@@ -129,15 +134,34 @@ impl ClusterBuilder {
                 url,
             }),
         };
-        // A server without JetStream (`nats-server` without `-js`) answers plain NATS but
-        // not this: say so now rather than at the first task.
-        cluster
-            .block_on(cluster.inner.jetstream.query_account())
-            .map_err(|e| ClusterError::Unreachable {
-                url: cluster.inner.url.clone(),
-                reason: format!("JetStream is not available ({e}); start the server with -js"),
-            })?;
+        check?;
         Ok(cluster)
+    }
+
+    /// A server without JetStream (`nats-server` without `-js`) answers plain NATS but
+    /// not JetStream: say so at connection rather than at the first task. (async-nats's
+    /// typed account info does not parse 2.9's answer, so the raw one is read.)
+    fn check_jetstream(
+        runtime: &tokio::runtime::Runtime,
+        client: &async_nats::Client,
+        url: &str,
+    ) -> Result<()> {
+        let info = runtime.block_on(client.request("$JS.API.INFO", bytes::Bytes::new()));
+        let problem = match info {
+            Ok(reply) => match serde_json::from_slice::<serde_json::Value>(&reply.payload) {
+                Ok(json) => json.get("error").map(|error| error.to_string()),
+                Err(e) => Some(e.to_string()),
+            },
+            Err(e) => Some(e.to_string()),
+        };
+        match problem {
+            None => Ok(()),
+            Some(problem) => Err(ClusterError::Unreachable {
+                url: url.to_string(),
+                reason: format!("JetStream is not available ({problem}); start the server with -js"),
+            }
+            .into()),
+        }
     }
 }
 

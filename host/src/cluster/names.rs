@@ -92,9 +92,14 @@ impl Names {
         format!("wasmp_{}_components", self.namespace)
     }
 
-    /// Host heartbeats.
-    pub(crate) fn host_bucket(&self) -> String {
-        format!("wasmp_{}_hosts", self.namespace)
+    /// Host heartbeats, the last one per host.
+    pub(crate) fn host_stream(&self) -> String {
+        format!("WASMP_{}_HOSTS", self.namespace)
+    }
+
+    /// Where host `id` (or `*`: every host) reports.
+    pub(crate) fn host_subject(&self, id: &str) -> String {
+        format!("wasmp.{}.host.{id}", self.namespace)
     }
 }
 
