@@ -111,10 +111,15 @@ pub(crate) async fn hosts(cluster: &Cluster) -> Result<Vec<HostStatus>> {
 pub(crate) async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
     let hosts = hosts(cluster).await?;
     let mut tasks = streams::tasks(cluster).await?;
-    let in_stream = tasks.info().await.context("failed to read the task stream")?.state.messages;
-    let running = match tasks.consumer_info(cluster.names().task_consumer()).await {
-        Ok(info) => info.num_ack_pending as u64,
-        Err(_) => 0,
+    // From the hosts' consumer, not the stream: after a restart, 2.9 can keep messages
+    // in a work-queue stream that its consumer has already had acknowledged.
+    let (waiting, running) = match tasks.consumer_info(cluster.names().task_consumer()).await {
+        Ok(info) => (info.num_pending, info.num_ack_pending as u64),
+        // No host has started yet: every task waits.
+        Err(_) => (
+            tasks.info().await.context("failed to read the task stream")?.state.messages,
+            0,
+        ),
     };
     let dead = streams::dead(cluster)
         .await?
@@ -126,7 +131,7 @@ pub(crate) async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
     Ok(ClusterStatus {
         namespace: cluster.namespace().to_string(),
         hosts,
-        waiting: in_stream.saturating_sub(running),
+        waiting,
         running,
         dead,
     })

@@ -164,6 +164,62 @@ pub(crate) fn outcome_of(result: &TaskResult) -> Outcome {
     }
 }
 
+/// Forwards this pool's results, in order, from the first. The consumer is ephemeral
+/// (a server restart forgets it, and async-nats 0.51 then reports "consumer not found"
+/// rather than re-creating it): on any error it is opened again after the last result
+/// seen, so none is lost and none comes twice.
+async fn read_results(
+    cluster: Cluster,
+    subject: String,
+    sender: crossbeam_channel::Sender<ResultMessage>,
+) {
+    let mut next_sequence = 1;
+    loop {
+        let opened = async {
+            let stream = streams::results(&cluster).await?;
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: subject.clone(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: next_sequence,
+                    },
+                    ..Default::default()
+                })
+                .await?;
+            anyhow::Ok(consumer.messages().await?)
+        };
+        let mut messages = match opened.await {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "opening the result reader");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(e) => {
+                    tracing::debug!(error = %e, "result reader; reopening");
+                    break;
+                }
+            };
+            if let Ok(info) = message.info() {
+                next_sequence = info.stream_sequence + 1;
+            }
+            match serde_json::from_slice::<ResultMessage>(&message.payload) {
+                Ok(result) => {
+                    if sender.send(result).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "malformed result message ignored"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub(crate) struct RemotePool {
     shared: Arc<Shared>,
     reader: tokio::task::JoinHandle<()>,
@@ -183,22 +239,9 @@ impl RemotePool {
             env: grants.get_env().iter().map(|(name, _)| name.clone()).collect(),
         };
         let subject = cluster.names().result_subject(&client);
-        let results = cluster.block_on(async {
+        cluster.block_on(async {
             streams::tasks(&cluster).await?;
-            let stream = streams::results(&cluster).await?;
-            // An ordered consumer re-creates itself after a reconnect or a server restart,
-            // from the last result it saw: none lost, none twice.
-            let consumer = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: subject.clone(),
-                    ..Default::default()
-                })
-                .await
-                .context("failed to read the pool's results")?;
-            consumer
-                .messages()
-                .await
-                .context("failed to read the pool's results")
+            streams::results(&cluster).await
         })?;
         let shared = Arc::new(Shared {
             cluster: cluster.clone(),
@@ -212,22 +255,7 @@ impl RemotePool {
         });
         // Results are resolved on an ordinary thread: callbacks may block, or submit.
         let (sender, receiver) = crossbeam_channel::unbounded::<ResultMessage>();
-        let reader = cluster.spawn(async move {
-            let mut results = results;
-            while let Some(message) = results.next().await {
-                match message {
-                    Ok(message) => match serde_json::from_slice::<ResultMessage>(&message.payload) {
-                        Ok(result) => {
-                            if sender.send(result).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "malformed result message ignored"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "reading results"),
-                }
-            }
-        });
+        let reader = cluster.spawn(read_results(cluster.clone(), subject, sender));
         let resolver = {
             let shared = shared.clone();
             std::thread::Builder::new()

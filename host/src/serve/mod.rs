@@ -113,7 +113,7 @@ impl ClusterHostBuilder {
                 slots: self.slots,
                 ack_wait: self.ack_wait,
                 id: self.id,
-                consumer,
+                consumer: Mutex::new(consumer),
                 running: Running::default(),
                 free: Mutex::new(self.slots),
                 freed: Condvar::new(),
@@ -163,7 +163,9 @@ struct Inner {
     slots: usize,
     ack_wait: Duration,
     id: String,
-    consumer: jetstream::consumer::PullConsumer,
+    /// Re-opened after a failed fetch: a handle from before a server restart can stop
+    /// being answered.
+    consumer: Mutex<jetstream::consumer::PullConsumer>,
     running: Running,
     /// Idle worker slots: the fetcher takes no more tasks than this.
     free: Mutex<usize>,
@@ -262,7 +264,13 @@ impl Inner {
             if self.stopping() {
                 break;
             }
-            match self.cluster.block_on(self.take(free)) {
+            // A pull request lost with the connection is never answered: bound the wait.
+            let take = async {
+                tokio::time::timeout(POLL * 4, self.take(free))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer to a fetch")))
+            };
+            match self.cluster.block_on(take) {
                 Ok(messages) => {
                     backoff = Duration::from_millis(50);
                     for message in messages {
@@ -273,6 +281,12 @@ impl Inner {
                     // The server is away: the client reconnects; try again later.
                     tracing::warn!(error = %format!("{e:#}"), "cannot take tasks");
                     std::thread::sleep(backoff);
+                    let reopened = self
+                        .cluster
+                        .block_on(streams::task_consumer(&self.cluster, self.ack_wait));
+                    if let Ok(consumer) = reopened {
+                        *self.consumer.lock().unwrap_or_else(|e| e.into_inner()) = consumer;
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
@@ -282,8 +296,8 @@ impl Inner {
     /// Up to `max` tasks: those waiting now, else the first to arrive within [`POLL`].
     async fn take(&self, max: usize) -> Result<Vec<jetstream::Message>> {
         let mut messages = Vec::new();
-        let mut batch = self
-            .consumer
+        let consumer = self.consumer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut batch = consumer
             .fetch()
             .max_messages(max)
             .messages()
@@ -293,8 +307,7 @@ impl Inner {
             messages.push(message.map_err(|e| anyhow::anyhow!("{e}"))?);
         }
         if messages.is_empty() {
-            let mut batch = self
-                .consumer
+            let mut batch = consumer
                 .batch()
                 .max_messages(1)
                 .expires(POLL)
