@@ -56,7 +56,10 @@ impl Nats {
                 serde_json::from_str(&std::fs::read_to_string(&ports).ok()?).ok()?;
             Some(json["nats"][0].as_str()?.to_string())
         };
-        assert!(eventually(DEADLINE, || read().is_some()), "nats-server did not start");
+        assert!(
+            eventually(DEADLINE, || read().is_some()),
+            "nats-server did not start"
+        );
         let url = read().unwrap();
         let port = url.rsplit(':').next().unwrap().parse().unwrap();
         Some(Nats {
@@ -231,9 +234,9 @@ fn probe(runtime: &Runtime) -> Component {
 
 fn wait_running(cluster: &Cluster, host: &str) {
     assert!(
-        eventually(DEADLINE, || cluster
-            .status()
-            .is_ok_and(|s| s.running > 0 && s.hosts.iter().any(|h| h.id == host))),
+        eventually(DEADLINE, || cluster.status().is_ok_and(
+            |s| s.running > 0 && s.hosts.iter().any(|h| h.id == host)
+        )),
         "no task started"
     );
 }
@@ -247,11 +250,29 @@ fn tasks_spread_over_hosts_and_sigterm_exits_143() {
     let mut b = Host::start(&nats, "spread", "b", &[]);
     let input: String = (0..12).map(|_| "[60]\n").collect();
     let out = crate::wasmp_with_stdin(
-        &["pool", "--nats", &nats.url(), "--namespace", "spread", pool_probe(), "--invoke", "sleep-ms"],
+        &[
+            "pool",
+            "--nats",
+            &nats.url(),
+            "--namespace",
+            "spread",
+            pool_probe(),
+            "--invoke",
+            "sleep-ms",
+        ],
         Some(input.as_bytes()),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<_> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<_> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     assert_eq!(lines.len(), 12);
     assert!(lines.iter().all(|l| l == r#"{"result":null}"#), "{lines:?}");
 
@@ -260,7 +281,10 @@ fn tasks_spread_over_hosts_and_sigterm_exits_143() {
         host.signal(Signal::TERM);
         assert_eq!(host.wait(), Some(143), "{}", host.log());
         let log = host.log();
-        let report = log.lines().find(|l| l.contains(" done, ")).unwrap_or_else(|| panic!("{log}"));
+        let report = log
+            .lines()
+            .find(|l| l.contains(" done, "))
+            .unwrap_or_else(|| panic!("{log}"));
         let done: u32 = report.split_whitespace().nth(2).unwrap().parse().unwrap();
         assert!(done > 0, "host {} ran nothing: {report}", host.id);
     }
@@ -285,7 +309,10 @@ fn library_pool_methods_behave_as_locally() {
         .collect();
     assert_eq!(unordered.len(), 2);
     let trapped = pool.apply_async(&probe, "trap", Vec::<Val>::new()).unwrap();
-    assert!(matches!(trapped.get_timeout(DEADLINE), Err(TaskError::Trapped(_))));
+    assert!(matches!(
+        trapped.get_timeout(DEADLINE),
+        Err(TaskError::Trapped(_))
+    ));
     let (sender, receiver) = crossbeam_channel::bounded(1);
     pool.apply_async(&probe, "square", [7u64])
         .unwrap()
@@ -299,7 +326,10 @@ fn library_pool_methods_behave_as_locally() {
     pool.close();
     pool.join().unwrap();
     let stats = pool.stats();
-    assert_eq!((stats.succeeded, stats.failed, stats.outstanding), (6, 1, 0));
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.outstanding),
+        (6, 1, 0)
+    );
 }
 
 #[test]
@@ -310,7 +340,11 @@ fn a_sigkilled_hosts_task_runs_elsewhere_and_leaves_no_orphan() {
     let mut a = Host::start(&nats, "kill", "a", &[]);
     let runtime = nats.runtime("kill");
     let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().retries(1).build().unwrap();
+    let pool = Pool::builder(&runtime)
+        .cluster()
+        .retries(1)
+        .build()
+        .unwrap();
     let result = pool.apply_async(&probe, "sleep-ms", [1500u64]).unwrap();
     wait_running(&nats.cluster("kill"), "a");
     let _b = Host::start(&nats, "kill", "b", &[]);
@@ -350,7 +384,11 @@ fn a_frozen_host_loses_its_task_and_its_late_result_is_dropped() {
     let a = Host::start(&nats, "frozen", "a", &[]);
     let runtime = nats.runtime("frozen");
     let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().retries(1).build().unwrap();
+    let pool = Pool::builder(&runtime)
+        .cluster()
+        .retries(1)
+        .build()
+        .unwrap();
     let result = pool.apply_async(&probe, "sleep-ms", [1500u64]).unwrap();
     wait_running(&nats.cluster("frozen"), "a");
     let _b = Host::start(&nats, "frozen", "b", &[]);
@@ -363,7 +401,10 @@ fn a_frozen_host_loses_its_task_and_its_late_result_is_dropped() {
     // a wakes up, finishes, reports late: nothing changes for the pool.
     std::thread::sleep(Duration::from_secs(2));
     let stats = pool.stats();
-    assert_eq!((stats.succeeded, stats.failed, stats.outstanding), (1, 0, 0));
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.outstanding),
+        (1, 0, 0)
+    );
     assert!(result.ready());
 }
 
@@ -375,7 +416,11 @@ fn a_task_that_keeps_killing_its_worker_is_a_dead_letter_and_can_be_retried() {
     let a = Host::start(&nats, "poison", "a", &[]);
     let runtime = nats.runtime("poison");
     let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().retries(1).build().unwrap();
+    let pool = Pool::builder(&runtime)
+        .cluster()
+        .retries(1)
+        .build()
+        .unwrap();
     let result = pool.apply_async(&probe, "sleep-ms", [4000u64]).unwrap();
     // The "poison": every worker that runs the task dies under it.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -396,14 +441,50 @@ fn a_task_that_keeps_killing_its_worker_is_a_dead_letter_and_can_be_retried() {
     assert_eq!(got, Err(TaskError::WorkerLost { attempts: 2 }));
 
     let url = nats.url();
-    let listed = wasmp(&["cluster", "--nats", &url, "--namespace", "poison", "dead", "list"]);
+    let listed = wasmp(&[
+        "cluster",
+        "--nats",
+        &url,
+        "--namespace",
+        "poison",
+        "dead",
+        "list",
+    ]);
     let listed = String::from_utf8(listed.stdout).unwrap();
-    let line = listed.lines().next().unwrap_or_else(|| panic!("no dead letter: {}", a.log()));
-    assert!(line.contains("pool_probe.sleep-ms") && line.contains("died"), "{line}");
+    let line = listed
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no dead letter: {}", a.log()));
+    assert!(
+        line.contains("pool_probe.sleep-ms") && line.contains("died"),
+        "{line}"
+    );
     let sequence = line.split('\t').next().unwrap();
-    let retried = wasmp(&["cluster", "--nats", &url, "--namespace", "poison", "dead", "retry", sequence]);
-    assert_eq!(retried.status.code(), Some(0), "{}", String::from_utf8_lossy(&retried.stderr));
-    let listed = wasmp(&["cluster", "--nats", &url, "--namespace", "poison", "dead", "list"]);
+    let retried = wasmp(&[
+        "cluster",
+        "--nats",
+        &url,
+        "--namespace",
+        "poison",
+        "dead",
+        "retry",
+        sequence,
+    ]);
+    assert_eq!(
+        retried.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    let listed = wasmp(&[
+        "cluster",
+        "--nats",
+        &url,
+        "--namespace",
+        "poison",
+        "dead",
+        "list",
+    ]);
     assert!(listed.stdout.is_empty());
     // Resubmitted, it runs (nobody kills it now); its result is for a task the pool
     // already resolved, so the pool counts it as a duplicate.
@@ -416,7 +497,11 @@ fn workers_of(pid: u32) -> Vec<u32> {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
-                pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+                pids.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
             }
         }
     }
@@ -432,7 +517,11 @@ fn a_nats_server_killed_and_restarted_mid_run_loses_nothing() {
     let _b = Host::start(&nats, "restart", "b", &[]);
     let runtime = nats.runtime("restart");
     let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().retries(3).build().unwrap();
+    let pool = Pool::builder(&runtime)
+        .cluster()
+        .retries(3)
+        .build()
+        .unwrap();
     let results: Vec<_> = (0..20u64)
         .map(|i| pool.apply_async(&probe, "square", [i]).unwrap())
         .collect();
@@ -449,7 +538,10 @@ fn a_nats_server_killed_and_restarted_mid_run_loses_nothing() {
         );
     }
     let stats = pool.stats();
-    assert_eq!((stats.succeeded, stats.failed, stats.outstanding), (30, 0, 0));
+    assert_eq!(
+        (stats.succeeded, stats.failed, stats.outstanding),
+        (30, 0, 0)
+    );
 }
 
 #[test]
@@ -469,12 +561,19 @@ fn a_host_refuses_a_task_needing_a_directory_it_does_not_grant() {
     let result = pool.apply_async(&probe, "square", [2u64]).unwrap();
     match result.get_timeout(DEADLINE) {
         Err(TaskError::Failed(message)) => {
-            assert!(message.contains("does not grant directory /data"), "{message}")
+            assert!(
+                message.contains("does not grant directory /data"),
+                "{message}"
+            )
         }
         other => panic!("{other:?}"),
     }
     // Host settings are refused on the submitting side.
-    let err = Pool::builder(&runtime).cluster().reuse_instances(true).build().unwrap_err();
+    let err = Pool::builder(&runtime)
+        .cluster()
+        .reuse_instances(true)
+        .build()
+        .unwrap_err();
     assert!(format!("{err:#}").contains("reuse_instances"), "{err:#}");
 }
 
@@ -499,7 +598,11 @@ fn terminate_removes_queued_tasks() {
 #[test]
 fn an_unreachable_server_is_exit_69() {
     // A port nobody listens on: bind one, then free it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("nats://127.0.0.1:{port}");
     for args in [
         vec!["serve", "--nats", &url],
@@ -512,6 +615,106 @@ fn an_unreachable_server_is_exit_69() {
         assert!(stderr.contains("cannot reach the NATS server"), "{stderr}");
     }
     // Worker settings belong to the hosts: refused as a usage error.
-    let out = wasmp(&["pool", "--nats", &url, "-j", "2", pool_probe(), "--invoke", "square"]);
+    let out = wasmp(&[
+        "pool",
+        "--nats",
+        &url,
+        "-j",
+        "2",
+        pool_probe(),
+        "--invoke",
+        "square",
+    ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_cluster_queue_is_bounded_fifo_and_closes_then_drains() {
+    let Some(nats) = Nats::start("queue") else {
+        return;
+    };
+    let cluster = nats.cluster("queue");
+    let producer = wasmp::Queue::builder("jobs")
+        .capacity(2)
+        .cluster(&cluster)
+        .unwrap();
+    // Another connection, as another machine would have.
+    let consumer = wasmp::Queue::builder("jobs")
+        .cluster(&nats.cluster("queue"))
+        .unwrap();
+    producer.put("a").unwrap();
+    producer.put("b").unwrap();
+    assert_eq!(producer.try_put("c"), Err(wasmp::QueueError::Full));
+    assert_eq!(consumer.len(), 2);
+    assert_eq!(consumer.get_timeout(DEADLINE).unwrap(), b"a");
+    producer.put_timeout("c", DEADLINE).unwrap();
+    producer.close();
+    assert_eq!(producer.put("d"), Err(wasmp::QueueError::Closed));
+    assert_eq!(consumer.get_timeout(DEADLINE).unwrap(), b"b");
+    assert_eq!(consumer.get_timeout(DEADLINE).unwrap(), b"c");
+    assert_eq!(
+        consumer.get_timeout(DEADLINE),
+        Err(wasmp::QueueError::Closed)
+    );
+    assert!(wasmp::Queue::builder("bad.name").cluster(&cluster).is_err());
+}
+
+#[test]
+fn the_tutorial_writer_and_reader_share_a_cluster_queue_from_two_commands() {
+    let Some(nats) = Nats::start("tutorial") else {
+        return;
+    };
+    let url = nats.url();
+    let tutorial = wasmp_artifacts::TUTORIAL_QUEUE;
+    let reader = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let args = [
+                "run",
+                "--nats",
+                &url,
+                "--namespace",
+                "tutorial",
+                "--queue",
+                "q=2",
+            ];
+            let mut command = Command::new(WASMP);
+            command
+                .args(args)
+                .args(["--invoke", r#"reader("q")"#, tutorial])
+                .env("WASMP_CACHE_DIR", cache_dir());
+            crate::run_with_deadline(command, None)
+        })
+    };
+    let writer = wasmp(&[
+        "run",
+        "--nats",
+        &url,
+        "--namespace",
+        "tutorial",
+        "--queue",
+        "q=2",
+        "--close-on-exit",
+        "q",
+        "--invoke",
+        r#"writer("q")"#,
+        tutorial,
+    ]);
+    assert_eq!(
+        writer.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&writer.stderr)
+    );
+    let reader = reader.join().unwrap();
+    assert_eq!(
+        reader.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&reader.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(reader.stdout).unwrap(),
+        "read start...\nread value A\nread value B\nread value C\nread value D\nread end...\n"
+    );
 }

@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &[]),
     ("value", &[]),
     ("cluster", &["error"]),
-    ("queue", &["error"]),
+    ("queue", &["cluster", "error"]),
     ("grants", &["error", "queue"]),
     ("protocol", &["error", "grants", "queue"]),
     ("exit", &["protocol"]),
@@ -28,7 +28,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("worker", &["engine", "error", "exit", "grants", "protocol"]),
     (
         "runtime",
-        &["cluster", "engine", "error", "grants", "link", "value", "worker"],
+        &[
+            "cluster", "engine", "error", "grants", "link", "value", "worker",
+        ],
     ),
     (
         "process",
@@ -50,9 +52,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// Paths (a module, or one file of one) that may not name these crates or paths.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     ("protocol", &["wasmtime", "rustix"]),
-    ("queue", &["wasmtime", "std::process", "rustix::process"]),
+    (
+        "queue",
+        &["wasmtime", "std::process", "rustix::process", "crate::link"],
+    ),
     ("grants", &["wasmtime"]),
-    ("cluster", &["wasmtime", "std::process::Command", "rustix::process"]),
+    (
+        "cluster",
+        &["wasmtime", "std::process::Command", "rustix::process"],
+    ),
     ("exit", &["wasmtime"]),
     ("link", &["wasmtime", "wit_bindgen"]),
     (

@@ -54,8 +54,6 @@ pub use cluster::dead::DeadLetter;
 pub use cluster::hosts::{ClusterStatus, HostStatus};
 #[cfg(feature = "cluster")]
 pub use cluster::{Cluster, ClusterBuilder, ClusterError, DEFAULT_NAMESPACE, NATS_URL_ENV};
-#[cfg(feature = "cluster")]
-pub use serve::{ClusterHost, ClusterHostBuilder, ClusterHostHandle, DEFAULT_ACK_WAIT, HostReport};
 pub use error::{InputError, InputErrorKind, QueueError};
 pub use exit::ExitStatus;
 pub use grants::Grants;
@@ -70,6 +68,8 @@ pub use queue::backend::QueueStats;
 pub use queue::{Queue, QueueBuilder};
 pub use runtime::component::{Component, MAX_COMPONENT_SIZE};
 pub use runtime::{Runtime, RuntimeBuilder};
+#[cfg(feature = "cluster")]
+pub use serve::{ClusterHost, ClusterHostBuilder, ClusterHostHandle, DEFAULT_ACK_WAIT, HostReport};
 pub use stdio::input::Input;
 pub use stdio::output::{MAX_CAPTURE, Output};
 pub use value::IntoVal;

@@ -25,7 +25,12 @@ pub struct DeadLetter {
 }
 
 /// Stores a task (its message as received, `payload`) as a dead letter.
-pub(crate) async fn bury(cluster: &Cluster, task_id: &str, payload: &[u8], reason: &str) -> Result<()> {
+pub(crate) async fn bury(
+    cluster: &Cluster,
+    task_id: &str,
+    payload: &[u8],
+    reason: &str,
+) -> Result<()> {
     streams::dead(cluster).await?;
     let mut headers = HeaderMap::new();
     // Header values may not hold line breaks.
@@ -61,7 +66,11 @@ fn letter_of(message: &async_nats::jetstream::message::StreamMessage) -> DeadLet
 /// Every dead letter, oldest first.
 pub(crate) async fn list(cluster: &Cluster) -> Result<Vec<DeadLetter>> {
     let stream = streams::dead(cluster).await?;
-    let state = stream.get_info().await.context("failed to read the dead letters")?.state;
+    let state = stream
+        .get_info()
+        .await
+        .context("failed to read the dead letters")?
+        .state;
     let mut letters = Vec::new();
     if state.messages == 0 {
         return Ok(letters);
@@ -80,7 +89,9 @@ pub(crate) async fn list(cluster: &Cluster) -> Result<Vec<DeadLetter>> {
 pub(crate) async fn retry(cluster: &Cluster, sequence: u64) -> Result<DeadLetter> {
     let stream = streams::dead(cluster).await?;
     let Ok(message) = stream.get_raw_message(sequence).await else {
-        bail!("no dead letter has sequence number {sequence} (`wasmp cluster dead list` shows them)");
+        bail!(
+            "no dead letter has sequence number {sequence} (`wasmp cluster dead list` shows them)"
+        );
     };
     let letter = letter_of(&message);
     let mut task = TaskMessage::from_json(&message.payload)

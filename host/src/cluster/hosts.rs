@@ -93,7 +93,11 @@ pub(crate) async fn leave(cluster: &Cluster, id: &str) {
 /// The hosts that reported recently.
 pub(crate) async fn hosts(cluster: &Cluster) -> Result<Vec<HostStatus>> {
     let stream = stream(cluster).await?;
-    let state = stream.get_info().await.context("failed to list the hosts")?.state;
+    let state = stream
+        .get_info()
+        .await
+        .context("failed to list the hosts")?
+        .state;
     let mut hosts = Vec::new();
     if state.messages > 0 {
         for sequence in state.first_sequence..=state.last_sequence {
@@ -117,7 +121,12 @@ pub(crate) async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
         Ok(info) => (info.num_pending, info.num_ack_pending as u64),
         // No host has started yet: every task waits.
         Err(_) => (
-            tasks.info().await.context("failed to read the task stream")?.state.messages,
+            tasks
+                .info()
+                .await
+                .context("failed to read the task stream")?
+                .state
+                .messages,
             0,
         ),
     };

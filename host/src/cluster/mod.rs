@@ -158,7 +158,9 @@ impl ClusterBuilder {
             None => Ok(()),
             Some(problem) => Err(ClusterError::Unreachable {
                 url: url.to_string(),
-                reason: format!("JetStream is not available ({problem}); start the server with -js"),
+                reason: format!(
+                    "JetStream is not available ({problem}); start the server with -js"
+                ),
             }
             .into()),
         }

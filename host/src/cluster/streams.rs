@@ -110,7 +110,10 @@ pub(crate) async fn task_consumer(
         .await
         .with_context(|| format!("failed to open the task consumer {name}"))?;
     let mut consumer = consumer;
-    let info = consumer.info().await.context("failed to read the task consumer")?;
+    let info = consumer
+        .info()
+        .await
+        .context("failed to read the task consumer")?;
     if info.config.ack_wait != ack_wait {
         tracing::warn!(
             wanted = ?ack_wait,

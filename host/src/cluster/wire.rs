@@ -70,12 +70,22 @@ pub(crate) struct ResultMessage {
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub(crate) enum Outcome {
     /// The export returned these values (WAVE).
-    Returned { values: Vec<String> },
-    Trapped { message: String },
+    Returned {
+        values: Vec<String>,
+    },
+    Trapped {
+        message: String,
+    },
     TimedOut,
-    WorkerLost { attempts: u32 },
-    Exited { code: i32 },
-    Failed { message: String },
+    WorkerLost {
+        attempts: u32,
+    },
+    Exited {
+        code: i32,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 impl TaskMessage {
@@ -131,7 +141,11 @@ mod tests {
         };
         assert_eq!(TaskMessage::from_json(&task.to_json()).unwrap(), task);
         let other = br#"{"v":2,"id":"x"}"#;
-        assert!(TaskMessage::from_json(other).unwrap_err().contains("version 2"));
+        assert!(
+            TaskMessage::from_json(other)
+                .unwrap_err()
+                .contains("version 2")
+        );
         assert!(TaskMessage::from_json(b"[]").is_err());
         let result = ResultMessage {
             v: VERSION,

@@ -193,7 +193,10 @@ impl PoolBuilder {
 impl PoolBuilder {
     fn build_cluster(self) -> Result<Pool> {
         let host_settings = [
-            ("max_tasks_per_worker", self.config.max_tasks_per_worker.is_some()),
+            (
+                "max_tasks_per_worker",
+                self.config.max_tasks_per_worker.is_some(),
+            ),
             ("max_worker_memory", self.config.max_memory_kb.is_some()),
             ("initializer", self.config.initializer.is_some()),
             ("reuse_instances", self.config.reuse_instances),
@@ -211,7 +214,9 @@ impl PoolBuilder {
         // Sizes `map`'s default chunks as Python does from its worker count.
         let size = cluster
             .status()
-            .map_or(0, |status| status.hosts.iter().map(|h| h.slots).sum::<usize>())
+            .map_or(0, |status| {
+                status.hosts.iter().map(|h| h.slots).sum::<usize>()
+            })
             .max(1);
         let backend = remote::RemotePool::start(cluster, self.config.retries, &self.grants)?;
         Ok(Pool {

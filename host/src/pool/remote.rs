@@ -228,15 +228,19 @@ pub(crate) struct RemotePool {
 
 impl RemotePool {
     /// Opens the streams and starts reading this pool's results.
-    pub(crate) fn start(
-        cluster: Cluster,
-        retries: u32,
-        grants: &Grants,
-    ) -> Result<RemotePool> {
+    pub(crate) fn start(cluster: Cluster, retries: u32, grants: &Grants) -> Result<RemotePool> {
         let client = nuid::next().to_string();
         let needs = Needs {
-            dirs: grants.dirs().iter().map(|d| d.guest().to_string()).collect(),
-            env: grants.get_env().iter().map(|(name, _)| name.clone()).collect(),
+            dirs: grants
+                .dirs()
+                .iter()
+                .map(|d| d.guest().to_string())
+                .collect(),
+            env: grants
+                .get_env()
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
         };
         let subject = cluster.names().result_subject(&client);
         cluster.block_on(async {
@@ -329,7 +333,13 @@ impl PoolBackend for RemotePool {
         // Pipelined: every publish in flight at once, each retried through reconnects.
         let cluster = &shared.cluster;
         let published = cluster.block_on(join_all(messages.iter().map(|message| {
-            publish_stored(cluster, &subject, &message.id, None, message.to_json().into())
+            publish_stored(
+                cluster,
+                &subject,
+                &message.id,
+                None,
+                message.to_json().into(),
+            )
         })));
         for (message, outcome) in messages.iter().zip(published) {
             if let Err(e) = outcome {
@@ -369,7 +379,11 @@ impl PoolBackend for RemotePool {
         if !shared.lock().outstanding.is_empty() {
             let purged = shared.cluster.block_on(async {
                 let stream = streams::tasks(&shared.cluster).await?;
-                stream.purge().filter(subject).await.map_err(anyhow::Error::from)
+                stream
+                    .purge()
+                    .filter(subject)
+                    .await
+                    .map_err(anyhow::Error::from)
             });
             if let Err(e) = purged {
                 tracing::warn!(error = %e, "could not remove the pool's queued tasks");

@@ -203,7 +203,12 @@ impl SlotWorker {
                 cwasm: task.payload().cwasm.clone(),
                 export: task.payload().call.export.clone(),
                 args: task.payload().call.args.clone(),
-                timeout_ms: task.payload().call.timeout.or(timeout).map(protocol::millis),
+                timeout_ms: task
+                    .payload()
+                    .call
+                    .timeout
+                    .or(timeout)
+                    .map(protocol::millis),
             })
             .collect();
         if self.worker.conn.send(&ToWorker::Job(specs)).is_err() {

@@ -12,6 +12,8 @@
 
 pub(crate) mod backend;
 pub(crate) mod broker;
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,6 +78,24 @@ impl QueueBuilder {
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes.min(MAX_MESSAGE_SIZE_LIMIT);
         self
+    }
+
+    /// Opens (or creates) the queue `name` in `cluster` instead of this process: producers
+    /// and consumers on every machine of the namespace share it, and it outlives them all
+    /// (file storage). FIFO, one getter per message, bounded by the capacity it was first
+    /// created with; `close` is for good (the name cannot be reused until the stream
+    /// `WASMP_<ns>_Q_<name>` is deleted). Messages are at most 1 MiB (the server's limit).
+    ///
+    /// # Errors
+    ///
+    /// A name NATS cannot carry, or the server does not answer.
+    #[cfg(feature = "cluster")]
+    pub fn cluster(self, cluster: &crate::cluster::Cluster) -> anyhow::Result<Queue> {
+        let backend =
+            cluster::ClusterQueue::open(cluster, &self.name, self.capacity, self.max_message_size)?;
+        Ok(Queue {
+            backend: Arc::new(backend),
+        })
     }
 
     /// Creates the queue.

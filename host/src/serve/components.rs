@@ -27,10 +27,17 @@ impl Components {
 
     /// The component `key` (`sha256-<hex>`), named `name` in messages.
     pub(super) fn get(&self, key: &str, name: &str) -> Result<Component> {
-        if let Some(component) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
+        if let Some(component) = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
             return Ok(component.clone());
         }
-        let bytes = self.cluster.block_on(objects::download(&self.cluster, key))?;
+        let bytes = self
+            .cluster
+            .block_on(objects::download(&self.cluster, key))?;
         let component = Component::from_bytes(&self.runtime, name, &bytes)
             .with_context(|| format!("component {name} ({key}) cannot run on this host"))?;
         self.loaded

@@ -238,7 +238,9 @@ impl ClusterHost {
         drop(done_tx);
         let report = finisher.join().unwrap_or_default();
         heartbeat.abort();
-        inner.cluster.block_on(hosts::leave(&inner.cluster, &inner.id));
+        inner
+            .cluster
+            .block_on(hosts::leave(&inner.cluster, &inner.id));
         tracing::info!(host = %inner.id, ?report, "stopped");
         Ok(report)
     }
@@ -296,7 +298,11 @@ impl Inner {
     /// Up to `max` tasks: those waiting now, else the first to arrive within [`POLL`].
     async fn take(&self, max: usize) -> Result<Vec<jetstream::Message>> {
         let mut messages = Vec::new();
-        let consumer = self.consumer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let consumer = self
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut batch = consumer
             .fetch()
             .max_messages(max)
@@ -333,14 +339,24 @@ impl Inner {
 
     /// Checks a task and hands it to the local pool; a task that cannot run here ends at
     /// once (a result, or a dead letter when it has nowhere to send one).
-    fn start(&self, message: jetstream::Message, done: &crossbeam_channel::Sender<(u64, TaskResult)>) {
-        let delivered = message.info().map_or(1, |info| info.delivered.max(1) as u32);
+    fn start(
+        &self,
+        message: jetstream::Message,
+        done: &crossbeam_channel::Sender<(u64, TaskResult)>,
+    ) {
+        let delivered = message
+            .info()
+            .map_or(1, |info| info.delivered.max(1) as u32);
         let task = match TaskMessage::from_json(&message.payload) {
             Ok(task) => task,
             Err(reason) => {
-                let id = format!("malformed-{}", message.info().map_or(0, |i| i.stream_sequence));
+                let id = format!(
+                    "malformed-{}",
+                    message.info().map_or(0, |i| i.stream_sequence)
+                );
                 self.cluster.block_on(async {
-                    if let Err(e) = dead::bury(&self.cluster, &id, &message.payload, &reason).await {
+                    if let Err(e) = dead::bury(&self.cluster, &id, &message.payload, &reason).await
+                    {
                         tracing::error!(error = %format!("{e:#}"), "cannot store a dead letter");
                         return;
                     }
@@ -359,7 +375,12 @@ impl Inner {
         });
         let task = self.running.task(id).expect("just inserted");
         if exhausted {
-            let _ = done.send((id, Err(TaskError::WorkerLost { attempts: delivered - 1 })));
+            let _ = done.send((
+                id,
+                Err(TaskError::WorkerLost {
+                    attempts: delivered - 1,
+                }),
+            ));
             return;
         }
         match self.call_for(&task) {
@@ -393,7 +414,12 @@ impl Inner {
             }
         }
         for name in &task.needs.env {
-            if !self.grants.get_env().iter().any(|(granted, _)| granted == name) {
+            if !self
+                .grants
+                .get_env()
+                .iter()
+                .any(|(granted, _)| granted == name)
+            {
                 anyhow::bail!(
                     "host {} does not grant environment variable {name} (start it with --env {name})",
                     self.id
@@ -401,7 +427,8 @@ impl Inner {
             }
         }
         let component = self.components.get(&task.component, &task.name)?;
-        let (export, args) = component.parse_call(&format!("{}({})", task.export, task.args.join(", ")))?;
+        let (export, args) =
+            component.parse_call(&format!("{}({})", task.export, task.args.join(", ")))?;
         let host_limit = self.grants.get_timeout();
         let task_limit = task.timeout_ms.map(Duration::from_millis);
         let timeout = match (task_limit, host_limit) {
@@ -444,15 +471,18 @@ impl Inner {
                         Err(TaskError::WorkerLost { .. }) => Outcome::WorkerLost { attempts: attempt },
                         other => outcome_of(other),
                     };
+                    // A lost task is a dead letter before its result says so: whoever
+                    // sees `WorkerLost` finds it in `wasmp cluster dead list`.
                     let lost = matches!(outcome, Outcome::WorkerLost { .. });
+                    if lost {
+                        let reason =
+                            format!("the worker process died on each of {attempt} attempt(s)");
+                        if dead::bury(cluster, &task.id, &message.payload, &reason).await.is_ok() {
+                            report.dead += 1;
+                        }
+                    }
                     if self.publish_result(&task, attempt, outcome).await {
                         if lost {
-                            let reason = format!(
-                                "the worker process died on each of {attempt} attempt(s)"
-                            );
-                            if dead::bury(cluster, &task.id, &message.payload, &reason).await.is_ok() {
-                                report.dead += 1;
-                            }
                             let _ = message.ack_with(AckKind::Term).await;
                         } else if let Err(e) = message.double_ack().await {
                             // The server gave it to another host meanwhile (or restarted):
@@ -476,7 +506,15 @@ impl Inner {
             attempt,
             outcome,
         };
-        match publish_stored(&self.cluster, &task.reply, &task.id, None, result.to_json().into()).await {
+        match publish_stored(
+            &self.cluster,
+            &task.reply,
+            &task.id,
+            None,
+            result.to_json().into(),
+        )
+        .await
+        {
             Ok(()) => true,
             Err(e) => {
                 // Unacknowledged, the task comes back after the ack deadline.

@@ -54,6 +54,10 @@ impl Running {
 
     /// The messages of every running task, for in-progress acknowledgements.
     pub(super) fn messages(&self) -> Vec<Arc<jetstream::Message>> {
-        self.lock().1.values().map(|running| running.message.clone()).collect()
+        self.lock()
+            .1
+            .values()
+            .map(|running| running.message.clone())
+            .collect()
     }
 }

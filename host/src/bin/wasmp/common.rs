@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use wasmp::{
-    Cluster, ClusterBuilder, ClusterError, ExitStatus, Grants, InputError, InputErrorKind, LIMIT_KEYS, LimitKey, LimitSettings, Process,
+    Cluster, ClusterBuilder, ClusterError, ExitStatus, Grants, InputError, InputErrorKind,
+    LIMIT_KEYS, LimitKey, LimitSettings, Process,
 };
 
 /// Writes a line to stderr, ignoring failure. `eprintln!` panics when stderr is a closed
@@ -199,8 +200,33 @@ pub(crate) fn report_failure(name: &str, status: &ExitStatus) {
     }
 }
 
-/// Parses `NAME` or `NAME=CAPACITY` into a new queue.
-pub(crate) fn parse_queue(spec: &str) -> Result<wasmp::Queue> {
+/// `--nats` on `run` and `pool`: work with a cluster instead of this machine alone.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ClusterTarget {
+    /// A NATS JetStream server: `pool` submits its tasks to the `wasmp serve` hosts there
+    /// (they set worker settings and grants); `run` makes the queues it names cluster
+    /// queues, shared with every machine of the namespace.
+    #[arg(long, value_name = "URL")]
+    pub(crate) nats: Option<String>,
+
+    /// The cluster namespace (with --nats).
+    #[arg(long, value_name = "NS", default_value = wasmp::DEFAULT_NAMESPACE, requires = "nats")]
+    pub(crate) namespace: String,
+}
+
+impl ClusterTarget {
+    /// The connection, when `--nats` was given (exit 69 when unreachable).
+    pub(crate) fn connect(&self) -> Result<Option<Cluster>> {
+        self.nats
+            .as_ref()
+            .map(|url| cluster_settings(url, &self.namespace).connect())
+            .transpose()
+    }
+}
+
+/// Parses `NAME` or `NAME=CAPACITY` into a new queue: in `cluster` when given (shared with
+/// other machines), else in this process.
+pub(crate) fn parse_queue(spec: &str, cluster: Option<&Cluster>) -> Result<wasmp::Queue> {
     let (name, capacity) = match spec.split_once('=') {
         Some((name, capacity)) => {
             let capacity: usize = capacity.parse().map_err(|_| {
@@ -215,8 +241,12 @@ pub(crate) fn parse_queue(spec: &str) -> Result<wasmp::Queue> {
     if name.is_empty() {
         return Err(InputError::new_config(format!("invalid queue {spec:?}: empty name")).into());
     }
-    Ok(match capacity {
-        Some(capacity) => wasmp::Queue::bounded(name, capacity),
-        None => wasmp::Queue::new(name),
-    })
+    let mut builder = wasmp::Queue::builder(name);
+    if let Some(capacity) = capacity {
+        builder = builder.capacity(capacity);
+    }
+    match cluster {
+        Some(cluster) => builder.cluster(cluster),
+        None => Ok(builder.build()),
+    }
 }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
-use crate::common::{GrantOptions, cluster_settings, parse_queue, say};
+use crate::common::{ClusterTarget, GrantOptions, cluster_settings, parse_queue, say};
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -62,14 +62,8 @@ pub(crate) struct PoolCommand {
     #[command(flatten)]
     grants: GrantOptions,
 
-    /// Submit the tasks to the `wasmp serve` hosts of this NATS JetStream server instead
-    /// of local worker processes (the hosts set worker settings and grants).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["jobs", "max_tasks_per_worker", "reuse_instances", "queues"])]
-    nats: Option<String>,
-
-    /// The cluster namespace (with --nats).
-    #[arg(long, value_name = "NS", default_value = wasmp::DEFAULT_NAMESPACE, requires = "nats")]
-    namespace: String,
+    #[command(flatten)]
+    cluster: ClusterTarget,
 
     /// The export to call for each task.
     #[arg(long, value_name = "NAME")]
@@ -82,6 +76,27 @@ pub(crate) struct PoolCommand {
 
 impl PoolCommand {
     pub(crate) fn execute(self) -> Result<ExitCode> {
+        if self.cluster.nats.is_some() {
+            // Worker settings and grants of queues belong to the hosts.
+            let host_flags = [
+                ("-j", self.jobs.is_some()),
+                (
+                    "--max-tasks-per-worker",
+                    self.max_tasks_per_worker.is_some(),
+                ),
+                ("--reuse-instances", self.reuse_instances),
+                ("--queue", !self.queues.is_empty()),
+            ];
+            if let Some((flag, _)) = host_flags.iter().find(|(_, set)| *set) {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "{flag} is a setting of the hosts with --nats: give it to `wasmp serve`\n"
+                    ),
+                )
+                .exit();
+            }
+        }
         let mut grants = self.grants.grants();
         match (self.timeout, grants.get_timeout()) {
             (Some(_), Some(_)) => clap::Error::raw(
@@ -93,11 +108,11 @@ impl PoolCommand {
             (None, _) => {}
         }
         let mut runtime = Runtime::builder();
-        if let Some(url) = &self.nats {
-            runtime = runtime.cluster_with(cluster_settings(url, &self.namespace));
+        if let Some(url) = &self.cluster.nats {
+            runtime = runtime.cluster_with(cluster_settings(url, &self.cluster.namespace));
         }
         let runtime = runtime.build()?;
-        if self.nats.is_some() {
+        if self.cluster.nats.is_some() {
             // Connect now: an unreachable server is exit 69 before any input is read.
             runtime.cluster()?;
         }
@@ -105,13 +120,13 @@ impl PoolCommand {
         let tasks = self.read_tasks(&component)?;
 
         for spec in &self.queues {
-            grants = grants.queue(&parse_queue(spec)?);
+            grants = grants.queue(&parse_queue(spec, None)?);
         }
         let mut builder = Pool::builder(&runtime)
             .retries(self.retries)
             .reuse_instances(self.reuse_instances)
             .grants(grants);
-        if self.nats.is_some() {
+        if self.cluster.nats.is_some() {
             builder = builder.cluster();
         }
         if let Some(jobs) = self.jobs {
@@ -174,7 +189,7 @@ impl PoolCommand {
             stats.retried,
             elapsed.as_secs_f64(),
             results.len() as f64 / elapsed.as_secs_f64(),
-            if self.nats.is_some() {
+            if self.cluster.nats.is_some() {
                 format!("{} duplicate results dropped", stats.duplicates)
             } else {
                 format!("{} worker processes started", stats.workers_started)

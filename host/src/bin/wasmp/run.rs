@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use wasmp::{Input, Output, Process, Queue, Runtime};
 
-use crate::common::{GrantOptions, exit_code_of, parse_queue, report_failure};
+use crate::common::{ClusterTarget, GrantOptions, exit_code_of, parse_queue, report_failure};
 use crate::pipes::PipeOptions;
 
 /// Run a component in a sandboxed worker process.
@@ -42,6 +42,14 @@ pub(crate) struct RunCommand {
     /// Grant a new queue NAME (unbounded) or NAME=CAPACITY.
     #[arg(long = "queue", value_name = "NAME[=CAPACITY]")]
     queues: Vec<String>,
+
+    #[command(flatten)]
+    cluster: ClusterTarget,
+
+    /// With --nats: close cluster queue NAME when the process ends (the producer's side;
+    /// readers elsewhere then drain it and see it closed). Local queues are always closed.
+    #[arg(long = "close-on-exit", value_name = "NAME", requires = "nats")]
+    close_on_exit: Vec<String>,
 
     #[command(flatten)]
     pipes: PipeOptions,
@@ -96,13 +104,14 @@ impl RunCommand {
             None => process.args(self.args.iter().cloned()),
         };
         let mut process = self.grants.apply(process);
+        let cluster = self.cluster.connect()?;
         let mut queues: Vec<Queue> = Vec::new();
         for spec in &self.queues {
-            queues.push(parse_queue(spec)?);
+            queues.push(parse_queue(spec, cluster.as_ref())?);
         }
         for name in self.pipes.names() {
             if !queues.iter().any(|q| q.name() == name) {
-                queues.push(Queue::new(name));
+                queues.push(parse_queue(name, cluster.as_ref())?);
             }
         }
         for queue in &queues {
@@ -114,9 +123,13 @@ impl RunCommand {
             .start(|name| queues.iter().find(|q| q.name() == name).cloned())?;
         process.start()?;
         let status = process.join()?;
-        // Nothing can put any more: let the drain finish what is left.
+        // Nothing can put any more: let the drain finish what is left. A cluster queue is
+        // shared with other machines: its producers close it (a --stdin-to-queue feed does
+        // at end of input), not whoever ends first.
         for queue in &queues {
-            queue.close();
+            if cluster.is_none() || self.close_on_exit.iter().any(|name| name == queue.name()) {
+                queue.close();
+            }
         }
         pipes.finish();
         if let Some(results) = process.results_wave() {
