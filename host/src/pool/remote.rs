@@ -44,6 +44,9 @@ struct State {
     duplicates: u64,
 }
 
+/// A component's bytes (kept alive, so their address stays theirs) and their object key.
+type Uploaded = (Arc<[u8]>, String);
+
 struct Shared {
     cluster: Cluster,
     /// This pool's id: its task and result subjects, and the prefix of its task ids.
@@ -55,7 +58,7 @@ struct Shared {
     idle: Condvar,
     /// Components already in the object store, by the address of their bytes (the `Arc`
     /// kept here keeps the address from being reused).
-    uploaded: Mutex<HashMap<usize, (Arc<[u8]>, String)>>,
+    uploaded: Mutex<HashMap<usize, Uploaded>>,
 }
 
 impl Shared {
