@@ -51,7 +51,7 @@ mod worker;
 #[cfg(feature = "cluster")]
 pub use cluster::dead::DeadLetter;
 #[cfg(feature = "cluster")]
-pub use cluster::hosts::{ClusterStatus, HostStatus};
+pub use cluster::hosts::{ClusterStatus, HostStatus, QueueStatus};
 #[cfg(feature = "cluster")]
 pub use cluster::{Cluster, ClusterBuilder, ClusterError, DEFAULT_NAMESPACE, NATS_URL_ENV};
 pub use error::{InputError, InputErrorKind, QueueError};

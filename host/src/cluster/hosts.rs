@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use async_nats::jetstream::stream;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, streams};
@@ -45,6 +46,43 @@ pub struct ClusterStatus {
     pub running: u64,
     /// Dead letters.
     pub dead: u64,
+    /// The namespace's cluster queues.
+    pub queues: Vec<QueueStatus>,
+}
+
+/// One cluster queue, in [`ClusterStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStatus {
+    /// Its name.
+    pub name: String,
+    /// Messages stored and not yet taken.
+    pub messages: u64,
+    /// Whether it was closed.
+    pub closed: bool,
+}
+
+/// The namespace's cluster queues (streams `WASMP_<ns>_Q_<name>`).
+async fn queues(cluster: &Cluster) -> Result<Vec<QueueStatus>> {
+    let prefix = cluster.names().queue_stream("");
+    let mut names = cluster.jetstream().stream_names();
+    let mut queues = Vec::new();
+    while let Some(name) = names.next().await {
+        let name = name.context("failed to list the queues")?;
+        let Some(queue) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if let Ok(mut stream) = cluster.jetstream().get_stream(&name).await
+            && let Ok(info) = stream.info().await
+        {
+            queues.push(QueueStatus {
+                name: queue.to_string(),
+                messages: info.state.messages,
+                closed: info.config.sealed,
+            });
+        }
+    }
+    queues.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(queues)
 }
 
 /// The stream of heartbeats: the last one per host, each expiring. (A plain stream, not a
@@ -143,5 +181,6 @@ pub(crate) async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
         waiting,
         running,
         dead,
+        queues: queues(cluster).await?,
     })
 }

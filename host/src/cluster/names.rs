@@ -92,6 +92,16 @@ impl Names {
         format!("wasmp_{}_components", self.namespace)
     }
 
+    /// The stream of cluster queue `name`.
+    pub(crate) fn queue_stream(&self, name: &str) -> String {
+        format!("WASMP_{}_Q_{name}", self.namespace)
+    }
+
+    /// The subject of cluster queue `name`.
+    pub(crate) fn queue_subject(&self, name: &str) -> String {
+        format!("wasmp.{}.queue.{name}", self.namespace)
+    }
+
     /// Host heartbeats, the last one per host.
     pub(crate) fn host_stream(&self) -> String {
         format!("WASMP_{}_HOSTS", self.namespace)

@@ -73,9 +73,8 @@ impl ClusterQueue {
         max_message_size: usize,
     ) -> Result<ClusterQueue> {
         names::check("queue", name)?;
-        let ns = cluster.namespace();
-        let stream_name = format!("WASMP_{ns}_Q_{name}");
-        let subject = format!("wasmp.{ns}.queue.{name}");
+        let stream_name = cluster.names().queue_stream(name);
+        let subject = cluster.names().queue_subject(name);
         let consumer = cluster.block_on(async {
             let stream = cluster
                 .jetstream()

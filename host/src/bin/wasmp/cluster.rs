@@ -72,6 +72,11 @@ impl ClusterCommand {
                             host.id, host.running, host.slots, host.done
                         )?;
                     }
+                    writeln!(out, "queues: {}", status.queues.len())?;
+                    for queue in &status.queues {
+                        let closed = if queue.closed { ", closed" } else { "" };
+                        writeln!(out, "  {}  {} waiting{closed}", queue.name, queue.messages)?;
+                    }
                 }
             }
             ClusterSubcommand::Dead {
