@@ -275,6 +275,7 @@ impl QueueGrants {
     }
 
     /// Whether no queue is granted.
+    #[cfg(feature = "cluster")]
     pub(crate) fn is_empty(&self) -> bool {
         self.queues.is_empty()
     }

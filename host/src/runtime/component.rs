@@ -151,6 +151,7 @@ impl Component {
     }
 
     /// The component's bytes as given (before adaptation), shared.
+    #[cfg(feature = "cluster")]
     pub(crate) fn wasm(&self) -> &Arc<[u8]> {
         &self.inner.wasm
     }
