@@ -13,7 +13,7 @@ fn main() {
     for entry in sorted_entries(&templates) {
         // Top-level files (the folder's README) describe the templates; they are not one.
         if entry.is_dir() {
-            collect(&templates, &entry, &mut files);
+            collect(&entry, &mut files);
         }
     }
     let mut generated = String::from(
@@ -38,14 +38,14 @@ fn main() {
 
 /// Every file under `dir`, skipping what a build leaves behind (`__pycache__`, `target`)
 /// and hidden files.
-fn collect(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) {
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
     for path in sorted_entries(dir) {
         let name = path.file_name().unwrap().to_string_lossy();
         if name.starts_with('.') || name == "__pycache__" || name == "target" {
             continue;
         }
         if path.is_dir() {
-            collect(root, &path, files);
+            collect(&path, files);
         } else {
             files.push(path);
         }

@@ -14,8 +14,10 @@ use crate::{DEADLINE, WASMP, cache_dir, run_within, scratch};
 /// `every_template_language_is_tested`.
 const TESTED: &[&str] = &["rust", "c", "python"];
 
-/// A first Rust build fetches and compiles wit-bindgen; later ones reuse its target dir.
-const BUILD_DEADLINE: Duration = Duration::from_secs(300);
+/// For a build (a first Rust build fetches and compiles wit-bindgen; later ones reuse its
+/// target dir) and for the first run of what it built, which compiles it: a Python
+/// component (CPython inside, built anew each time) takes over a minute in a debug build.
+const STEP_DEADLINE: Duration = Duration::from_secs(300);
 
 /// What `wasmp new` printed when the toolchain probe failed.
 const MISSING_TOOLCHAIN: &str = "the toolchain to build this project is missing here";
@@ -146,9 +148,9 @@ fn scaffold_build_and_run(lang: &str, kind: &str) {
     }
     assert_ran(
         &build,
-        &run_within(shell(&build, &project), None, BUILD_DEADLINE),
+        &run_within(shell(&build, &project), None, STEP_DEADLINE),
     );
-    let out = run_within(shell(&try_it, &project), None, DEADLINE);
+    let out = run_within(shell(&try_it, &project), None, STEP_DEADLINE);
     assert_ran(&try_it, &out);
     let stdout = text(&out.stdout);
     for expected in recipe["expect"].as_array().unwrap() {
@@ -257,4 +259,23 @@ fn a_missing_toolchain_still_writes_the_files_and_names_what_to_install() {
     for file in ["app.py", "wasmp_guest.py", "wit/world.wit", "README.md"] {
         assert!(dir.join("lonely").join(file).exists(), "{file}");
     }
+}
+
+#[test]
+fn readme_shows_the_rust_command_template_as_wasmp_new_prints_it() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let recipe: toml::Table = toml::from_str(
+        &std::fs::read_to_string(templates_dir().join("rust-command/template.toml")).unwrap(),
+    )
+    .unwrap();
+    for key in ["build", "try"] {
+        let line = recipe[key].as_str().unwrap().replace("{{name}}", "demo");
+        assert!(
+            readme.contains(&line),
+            "README.md's first worker lacks {line:?}"
+        );
+    }
+    assert!(readme.contains("wasmp new demo"));
 }

@@ -171,9 +171,7 @@ mod tests {
         for good in ["demo", "my-worker", "my_worker2", "a/b/demo", "../x"] {
             assert!(parse_project_path(good).is_ok(), "{good}");
         }
-        for bad in [
-            "", "Demo", "2x", "my--w", "-w", "w-", "my-2x", "dé", "a/..",
-        ] {
+        for bad in ["", "Demo", "2x", "my--w", "-w", "w-", "my-2x", "dé", "a/.."] {
             assert!(parse_project_path(bad).is_err(), "{bad}");
         }
     }
