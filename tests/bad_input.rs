@@ -228,3 +228,30 @@ fn h9_exhausted_descriptors_and_an_unusable_cache_get_a_clear_error_and_exit_cod
     let out = crate::run_with_deadline(command, None);
     assert_refused(&out, 74, "failed to create the compile cache");
 }
+
+#[test]
+fn check_names_the_contract_version_a_component_was_built_for_and_how_to_rebuild() {
+    // A guest built against a future `package wasmp:worker@0.2.0`.
+    let component = wat::parse_str(
+        r#"(component
+             (import "wasmp:worker/process@0.2.0" (instance
+               (export "pid" (func (result u32))))))"#,
+    )
+    .unwrap();
+    let path = crate::scratch_file("other-wit-version", "newer.wasm", component);
+    let out = wasmp(&["check", path.to_str().unwrap()]);
+    assert_refused(
+        &out,
+        65,
+        "built for another version of the wasmp guest contract (wasmp:worker/process@0.2.0)",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("this wasmp provides wasmp:worker@0.1.0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rebuild it against the WIT of wasmp"),
+        "{stderr}"
+    );
+}

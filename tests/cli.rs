@@ -153,7 +153,7 @@ fn check_lists_main_and_exports() {
 
 #[test]
 fn help_shows_an_example_for_each_subcommand() {
-    for sub in ["run", "up", "check", "pool"] {
+    for sub in ["run", "up", "check", "pool", "new"] {
         let out = wasmp(&[sub, "--help"]);
         assert!(out.status.success());
         let help = text(&out.stdout);
@@ -184,10 +184,16 @@ fn w_help_version_and_completion_scripts() {
             assert!(help.contains(key), "{sub} -W help lacks {key}:\n{help}");
         }
     }
+    // The version names what decides which components run: wasmtime and the WIT package.
     let out = wasmp(&["--version"]);
     assert_eq!(
         text(&out.stdout),
-        format!("wasmp {}\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "wasmp {} (wasmtime {}, WIT wasmp:worker@{})\n",
+            env!("CARGO_PKG_VERSION"),
+            wasmp::WASMTIME_VERSION,
+            wasmp::WIT_VERSION
+        )
     );
 
     // Completion scripts for each shell; bash's must parse.

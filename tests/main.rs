@@ -8,6 +8,7 @@ mod cluster;
 mod core_modules;
 mod fidelity;
 mod hostile;
+mod new;
 mod orphans;
 mod pool;
 mod process;
@@ -99,7 +100,13 @@ pub(crate) fn wasmp_with_stdin(args: &[&str], input: Option<&[u8]>) -> Output {
 
 /// Runs a command, killing it if it outlives [`DEADLINE`].
 #[track_caller]
-pub(crate) fn run_with_deadline(mut command: Command, input: Option<&[u8]>) -> Output {
+pub(crate) fn run_with_deadline(command: Command, input: Option<&[u8]>) -> Output {
+    run_within(command, input, DEADLINE)
+}
+
+/// Runs a command, killing it if it outlives `limit`.
+#[track_caller]
+pub(crate) fn run_within(mut command: Command, input: Option<&[u8]>, limit: Duration) -> Output {
     command
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -134,10 +141,14 @@ pub(crate) fn run_with_deadline(mut command: Command, input: Option<&[u8]>) -> O
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > DEADLINE {
+        if started.elapsed() > limit {
+            // A command in its own process group (a shell running a build) takes its
+            // children with it; for any other there is no such group and this does nothing.
+            let group = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command:?} did not finish within {DEADLINE:?}");
+            panic!("{command:?} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     };

@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("stdio", &[]),
     ("engine", &[]),
     ("value", &[]),
+    ("version", &[]),
     ("cluster", &["error"]),
     ("queue", &["cluster", "error"]),
     ("grants", &["error", "queue"]),
@@ -29,7 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "runtime",
         &[
-            "cluster", "engine", "error", "grants", "link", "value", "worker",
+            "cluster", "engine", "error", "grants", "link", "value", "version", "worker",
         ],
     ),
     (

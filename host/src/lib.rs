@@ -46,6 +46,7 @@ mod serve;
 mod stdio;
 mod sync;
 mod value;
+mod version;
 mod worker;
 
 #[cfg(feature = "cluster")]
@@ -74,6 +75,7 @@ pub use stdio::input::Input;
 pub use stdio::output::{MAX_CAPTURE, Output};
 pub use value::IntoVal;
 pub use value::json::val_to_json;
+pub use version::{VERSION, WASMTIME_VERSION, WIT_PACKAGE, WIT_VERSION};
 pub use wasmtime::component::Val;
 
 /// Turns this program into a wasmp worker if the host started it as one, and never returns

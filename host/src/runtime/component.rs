@@ -18,6 +18,7 @@ use wasmtime::component::{Val, wasm_wave};
 use crate::error::{InputErrorKind, input_error};
 use crate::runtime::Runtime;
 use crate::value::signature::{describe_func, describe_type};
+use crate::version::{VERSION, WIT_PACKAGE, WIT_VERSION, worker_import_version};
 use crate::worker::new_linker;
 
 /// Components larger than this are refused before they are read.
@@ -115,13 +116,9 @@ impl Component {
             .with_context(|| format!("failed to load compiled component {}", cwasm.display()))?;
 
         if let Err(e) = new_linker(engine)?.instantiate_pre(&compiled) {
-            return input_error(
-                InputErrorKind::UnsatisfiedImport,
-                format!(
-                    "{e:#}; a wasmp worker may import WASI 0.2 (cli, clocks, filesystem, io, \
-                     random, sockets) and wasmp:worker/{{process, queue}}@0.1.0"
-                ),
-            );
+            let ty = compiled.component_type();
+            let hint = unsatisfied_import_hint(ty.imports(engine).map(|(name, _)| name));
+            return input_error(InputErrorKind::UnsatisfiedImport, format!("{e:#}; {hint}"));
         }
 
         let mut is_command = false;
@@ -391,4 +388,64 @@ fn check_header(bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What to do about a component wasmp cannot link, given the names it imports. A guest
+/// built against another version of the guest contract (an old SDK, a newer `worker.wit`)
+/// is told which version this wasmp provides and how to rebuild; any other is told what a
+/// worker may import.
+fn unsatisfied_import_hint<'a>(imports: impl Iterator<Item = &'a str>) -> String {
+    let mut other_versions = Vec::new();
+    let mut imports_worker = false;
+    for import in imports {
+        match worker_import_version(import) {
+            Some(WIT_VERSION) => imports_worker = true,
+            Some(_) => other_versions.push(import),
+            None => {}
+        }
+    }
+    let rebuild = format!(
+        "rebuild it against the WIT of wasmp {VERSION} (its wit/worker.wit, `package \
+         {WIT_PACKAGE}@{WIT_VERSION}`, which `wasmp new` vendors into a new project)"
+    );
+    if !other_versions.is_empty() {
+        format!(
+            "it was built for another version of the wasmp guest contract ({}), but this \
+             wasmp provides {WIT_PACKAGE}@{WIT_VERSION}: {rebuild}",
+            other_versions.join(", ")
+        )
+    } else if imports_worker {
+        format!(
+            "this wasmp provides {WIT_PACKAGE}/{{process, queue}}@{WIT_VERSION}; if the \
+             component was built from another worker.wit, {rebuild}"
+        )
+    } else {
+        format!(
+            "a wasmp worker may import WASI 0.2 (cli, clocks, filesystem, io, random, \
+             sockets) and {WIT_PACKAGE}/{{process, queue}}@{WIT_VERSION}"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsatisfied_import_hint;
+
+    #[test]
+    fn a_guest_built_for_another_contract_version_is_told_which_and_how_to_rebuild() {
+        let hint = unsatisfied_import_hint(
+            ["wasi:cli/stdout@0.2.0", "wasmp:worker/queue@0.2.0"].into_iter(),
+        );
+        assert!(hint.contains("(wasmp:worker/queue@0.2.0)"), "{hint}");
+        assert!(hint.contains("provides wasmp:worker@0.1.0"), "{hint}");
+        assert!(hint.contains("rebuild it against"), "{hint}");
+
+        let hint = unsatisfied_import_hint(["wasmp:worker/queue@0.1.0"].into_iter());
+        assert!(hint.contains("another worker.wit"), "{hint}");
+        let hint = unsatisfied_import_hint(["my:thing/api"].into_iter());
+        assert!(
+            hint.starts_with("a wasmp worker may import WASI 0.2"),
+            "{hint}"
+        );
+    }
 }

@@ -37,6 +37,23 @@ pub(crate) mod code {
     pub(crate) const UNAVAILABLE: u8 = 69;
     /// A configuration file or value is wrong.
     pub(crate) const CONFIG: u8 = 78;
+    /// An output file or directory cannot be created (`wasmp new` on an existing path).
+    pub(crate) const CANTCREAT: u8 = 73;
+}
+
+/// `wasmp --version`: `wasmp 0.1.0 (wasmtime 48.0.8, WIT wasmp:worker@0.1.0)`. The wasmtime
+/// inside and the guest contract decide which components run, so both are named.
+pub(crate) fn version_line() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (wasmtime {}, WIT {}@{})",
+            wasmp::VERSION,
+            wasmp::WASMTIME_VERSION,
+            wasmp::WIT_PACKAGE,
+            wasmp::WIT_VERSION
+        )
+    })
 }
 
 /// The exit code for an error: by its [`InputError`] kind, else by the OS error under it.

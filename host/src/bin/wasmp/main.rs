@@ -3,6 +3,7 @@
 mod check;
 mod cluster;
 mod common;
+mod new;
 mod pipes;
 mod pool;
 mod run;
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
 /// Python's multiprocessing for WebAssembly: every worker a WASI component in its own
 /// sandboxed OS process.
 #[derive(Parser)]
-#[command(name = "wasmp", version, about, propagate_version = true)]
+#[command(name = "wasmp", version = common::version_line(), about, propagate_version = true)]
 struct Wasmp {
     /// On Ctrl-C or SIGTERM, how long workers get to exit after SIGTERM before SIGKILL.
     #[arg(long, global = true, value_name = "DURATION", default_value = "2s",
@@ -34,6 +35,7 @@ enum Command {
     Up(up::UpCommand),
     Check(check::CheckCommand),
     Pool(pool::PoolCommand),
+    New(new::NewCommand),
     Serve(serve::ServeCommand),
     Cluster(cluster::ClusterCommand),
     /// Print a shell completion script: `wasmp completion bash > /etc/bash_completion.d/wasmp`.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Up(cmd) => cmd.execute(),
         Command::Check(cmd) => cmd.execute(),
         Command::Pool(cmd) => cmd.execute(),
+        Command::New(cmd) => cmd.execute(),
         Command::Serve(cmd) => cmd.execute(cli.shutdown_timeout),
         Command::Cluster(cmd) => cmd.execute(),
         Command::Completion { shell } => {
