@@ -10,7 +10,9 @@
 //! (guest → guest through a host queue vs `mp.Queue` and `mp.Pipe`: 16 B and 64 KiB
 //! messages, ping-pong); `pool` (start → first result, `apply_async` and `map` throughput,
 //! CPU-bound speed-up, vs `Pool` and `ProcessPoolExecutor`, 2 workers each); `scale`
-//! (terminate → reaped, private memory per idle worker, 1,000 concurrent processes).
+//! (terminate → reaped, private memory per idle worker, 1,000 concurrent processes);
+//! `cluster` (only when named: a pool across `wasmp serve` hosts on a local `nats-server`
+//! beside Celery and Dask distributed, see `cluster.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use wasmp::{Process, Runtime};
+
+mod cluster;
 
 fn main() -> Result<()> {
     // This benchmark is its own worker program.
@@ -59,9 +63,10 @@ fn main() -> Result<()> {
             "pool" => table.extend(pool_rows(&runtime, rounds)?),
             "scale" => table.extend(scale_rows(&runtime)?),
             "python-guest" => table.extend(python_guest_rows(&runtime, rounds, &mut notes)?),
-            other => {
-                bail!("unknown row {other:?}; rows: process, queue, pool, scale, python-guest")
-            }
+            "cluster" => table.extend(cluster::cluster_rows(&runtime, rounds, &mut notes)?),
+            other => bail!(
+                "unknown row {other:?}; rows: process, queue, pool, scale, python-guest, cluster"
+            ),
         }
     }
     let mut markdown = table_markdown(&table);
