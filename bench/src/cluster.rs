@@ -32,6 +32,9 @@ const TRIVIAL_HOSTS: usize = 2;
 const DEADLINE: Duration = Duration::from_secs(60);
 const NAMESPACE: &str = "bench";
 
+/// Reads one measurement off a round.
+type Metric = dyn Fn(&Round) -> f64;
+
 /// One system's samples from one round.
 #[derive(Default)]
 struct Round {
@@ -221,7 +224,7 @@ pub(crate) fn cluster_rows(
                 "×",
             ));
         }
-        let costs: [(String, &dyn Fn(&Round) -> f64); 3] = [
+        let costs: [(String, &Metric); 3] = [
             (
                 format!(
                     "cluster: CPU time per trivial task in the server (nats-server vs {})",
