@@ -232,6 +232,19 @@ fn probe(runtime: &Runtime) -> Component {
     runtime.load(pool_probe()).unwrap()
 }
 
+/// A runtime submitting to `nats` in `namespace`, the pool-probe guest, and a cluster pool
+/// with `retries`.
+fn cluster_pool(nats: &Nats, namespace: &str, retries: u32) -> (Runtime, Component, Pool) {
+    let runtime = nats.runtime(namespace);
+    let probe = probe(&runtime);
+    let pool = Pool::builder(&runtime)
+        .cluster()
+        .retries(retries)
+        .build()
+        .unwrap();
+    (runtime, probe, pool)
+}
+
 fn wait_running(cluster: &Cluster, host: &str) {
     assert!(
         eventually(DEADLINE, || cluster.status().is_ok_and(
@@ -296,9 +309,7 @@ fn library_pool_methods_behave_as_locally() {
         return;
     };
     let _a = Host::start(&nats, "methods", "a", &[]);
-    let runtime = nats.runtime("methods");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().build().unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "methods", 0);
     assert_eq!(
         pool.map(&probe, "square", [2u64, 3, 4], None).unwrap(),
         vec![vec![Val::U64(4)], vec![Val::U64(9)], vec![Val::U64(16)]]
@@ -338,13 +349,7 @@ fn a_sigkilled_hosts_task_runs_elsewhere_and_leaves_no_orphan() {
         return;
     };
     let mut a = Host::start(&nats, "kill", "a", &[]);
-    let runtime = nats.runtime("kill");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime)
-        .cluster()
-        .retries(1)
-        .build()
-        .unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "kill", 1);
     let result = pool.apply_async(&probe, "sleep-ms", [1500u64]).unwrap();
     wait_running(&nats.cluster("kill"), "a");
     let _b = Host::start(&nats, "kill", "b", &[]);
@@ -359,9 +364,7 @@ fn retries_zero_and_a_lost_host_is_worker_lost_after_one_attempt() {
         return;
     };
     let mut a = Host::start(&nats, "lost", "a", &[]);
-    let runtime = nats.runtime("lost");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().build().unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "lost", 0);
     let result = pool.apply_async(&probe, "sleep-ms", [3000u64]).unwrap();
     let cluster = nats.cluster("lost");
     wait_running(&cluster, "a");
@@ -382,13 +385,7 @@ fn a_frozen_host_loses_its_task_and_its_late_result_is_dropped() {
         return;
     };
     let a = Host::start(&nats, "frozen", "a", &[]);
-    let runtime = nats.runtime("frozen");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime)
-        .cluster()
-        .retries(1)
-        .build()
-        .unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "frozen", 1);
     let result = pool.apply_async(&probe, "sleep-ms", [1500u64]).unwrap();
     wait_running(&nats.cluster("frozen"), "a");
     let _b = Host::start(&nats, "frozen", "b", &[]);
@@ -414,13 +411,7 @@ fn a_task_that_keeps_killing_its_worker_is_a_dead_letter_and_can_be_retried() {
         return;
     };
     let a = Host::start(&nats, "poison", "a", &[]);
-    let runtime = nats.runtime("poison");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime)
-        .cluster()
-        .retries(1)
-        .build()
-        .unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "poison", 1);
     let result = pool.apply_async(&probe, "sleep-ms", [4000u64]).unwrap();
     // The "poison": every worker that runs the task dies under it.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -515,13 +506,7 @@ fn a_nats_server_killed_and_restarted_mid_run_loses_nothing() {
     };
     let _a = Host::start(&nats, "restart", "a", &[]);
     let _b = Host::start(&nats, "restart", "b", &[]);
-    let runtime = nats.runtime("restart");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime)
-        .cluster()
-        .retries(3)
-        .build()
-        .unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "restart", 3);
     let results: Vec<_> = (0..20u64)
         .map(|i| pool.apply_async(&probe, "square", [i]).unwrap())
         .collect();
@@ -582,9 +567,7 @@ fn terminate_removes_queued_tasks() {
     let Some(nats) = Nats::start("terminate") else {
         return;
     };
-    let runtime = nats.runtime("terminate");
-    let probe = probe(&runtime);
-    let pool = Pool::builder(&runtime).cluster().build().unwrap();
+    let (_runtime, probe, pool) = cluster_pool(&nats, "terminate", 0);
     let results: Vec<_> = (0..5u64)
         .map(|i| pool.apply_async(&probe, "square", [i]).unwrap())
         .collect();

@@ -89,19 +89,18 @@ async fn queues(cluster: &Cluster) -> Result<Vec<QueueStatus>> {
 /// key-value bucket: async-nats 0.51 cannot read 2.9's answer to creating one.)
 async fn stream(cluster: &Cluster) -> Result<stream::Stream> {
     let names = cluster.names();
-    let name = names.host_stream();
-    cluster
-        .jetstream()
-        .get_or_create_stream(stream::Config {
-            name: name.clone(),
+    streams::ensure(
+        cluster,
+        stream::Config {
+            name: names.host_stream(),
             subjects: vec![names.host_subject("*")],
             max_messages_per_subject: 1,
             max_age: HOST_TTL,
             storage: stream::StorageType::Memory,
             ..Default::default()
-        })
-        .await
-        .with_context(|| format!("failed to open the JetStream stream {name}"))
+        },
+    )
+    .await
 }
 
 /// Writes (or refreshes) a host's entry.

@@ -14,7 +14,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use crate::cluster::Cluster;
 
 /// How long the server remembers a message id to drop a re-sent duplicate.
-const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+pub(crate) const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// How long results wait for a submitter that went away.
 const RESULT_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -23,7 +23,8 @@ const RESULT_MAX_AGE: Duration = Duration::from_secs(3600);
 /// the whole queue).
 const MAX_ACK_PENDING: i64 = 10_000;
 
-async fn ensure(cluster: &Cluster, config: stream::Config) -> Result<stream::Stream> {
+/// Opens the stream `config` names, creating it with `config` the first time.
+pub(crate) async fn ensure(cluster: &Cluster, config: stream::Config) -> Result<stream::Stream> {
     let name = config.name.clone();
     cluster
         .jetstream()

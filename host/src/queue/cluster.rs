@@ -20,7 +20,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use futures_util::StreamExt;
 
 use crate::cluster::Cluster;
-use crate::cluster::names;
+use crate::cluster::{names, streams};
 use crate::error::QueueError;
 use crate::queue::backend::{QueueBackend, QueueStats, Wait};
 
@@ -76,20 +76,20 @@ impl ClusterQueue {
         let stream_name = cluster.names().queue_stream(name);
         let subject = cluster.names().queue_subject(name);
         let consumer = cluster.block_on(async {
-            let stream = cluster
-                .jetstream()
-                .get_or_create_stream(stream::Config {
+            let stream = streams::ensure(
+                cluster,
+                stream::Config {
                     name: stream_name.clone(),
                     subjects: vec![subject.clone()],
                     retention: RetentionPolicy::WorkQueue,
                     storage: StorageType::File,
                     discard: DiscardPolicy::New,
                     max_messages: capacity.map_or(-1, |c| c as i64),
-                    duplicate_window: Duration::from_secs(120),
+                    duplicate_window: streams::DUPLICATE_WINDOW,
                     ..Default::default()
-                })
-                .await
-                .with_context(|| format!("failed to open the cluster queue {name}"))?;
+                },
+            )
+            .await?;
             let consumer: PullConsumer = stream
                 .get_or_create_consumer(
                     "getters",

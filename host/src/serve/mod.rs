@@ -525,11 +525,12 @@ impl Inner {
     }
 
     fn status(&self) -> HostStatus {
+        let stats = self.pool.stats();
         HostStatus {
             id: self.id.clone(),
             slots: self.slots,
             running: self.running.len(),
-            done: self.pool.stats().succeeded + self.pool.stats().failed,
+            done: stats.succeeded + stats.failed,
         }
     }
 }
