@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod core_modules;
 mod fidelity;
+mod hostfn;
 mod hostile;
 mod new;
 mod orphans;

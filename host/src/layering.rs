@@ -26,11 +26,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("protocol", &["error", "grants", "queue"]),
     ("exit", &["protocol"]),
     ("link", &["error", "exit", "protocol", "queue", "stdio"]),
-    ("worker", &["engine", "error", "exit", "grants", "protocol"]),
+    ("hostfn", &["error", "link", "protocol", "value"]),
+    (
+        "worker",
+        &["engine", "error", "exit", "grants", "protocol", "value"],
+    ),
     (
         "runtime",
         &[
-            "cluster", "engine", "error", "grants", "link", "value", "version", "worker",
+            "cluster", "engine", "error", "grants", "hostfn", "link", "value", "version", "worker",
         ],
     ),
     (

@@ -33,6 +33,7 @@ mod engine;
 mod error;
 mod exit;
 mod grants;
+mod hostfn;
 #[cfg(test)]
 mod layering;
 mod link;
@@ -60,6 +61,7 @@ pub use exit::ExitStatus;
 pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
+pub use hostfn::{HostCall, HostInterface};
 pub use link::spawn::shutdown_workers;
 pub use pool::task::{AsyncResult, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};

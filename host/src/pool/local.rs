@@ -73,8 +73,9 @@ impl LocalPool {
         grants: Grants,
         processes: usize,
     ) -> Result<LocalPool> {
-        let wire_grants =
+        let mut wire_grants =
             protocol::Grants::new("pool-worker".into(), vec!["pool-worker".into()], &grants);
+        wire_grants.host_interfaces = runtime.host_interfaces().names();
         let shared = Arc::new(Shared {
             scheduler: Scheduler::new(processes, config.retries),
             runtime,

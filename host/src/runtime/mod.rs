@@ -2,7 +2,8 @@
 //! worker processes run, and the components loaded with it (validated, adapted from
 //! preview 1 when needed, compiled once per content hash).
 //!
-//! Compiles, never runs: it builds the worker's linker only to check imports. May not see
+//! Compiles, never runs: it builds the worker's linker only to check imports (and binds a
+//! component's imports of the embedder's host interfaces, `hostfn`). May not see
 //! `process`, `pool` or `queue`; it hands standby worker processes to `process` through
 //! `link`.
 
@@ -17,6 +18,7 @@ use anyhow::{Context, Result};
 use wasmtime::Engine;
 
 use crate::engine::{EngineOptions, new_engine};
+use crate::hostfn::{HostInterface, HostInterfaces};
 use crate::link::spawn::Spawned;
 use crate::link::standby::Standby;
 use crate::runtime::cache::CompileCache;
@@ -44,6 +46,8 @@ struct Inner {
     fuel_engine: OnceLock<Engine>,
     cache: CompileCache,
     worker_program: PathBuf,
+    /// The embedder's own interfaces, served to the guests that import them.
+    host_interfaces: HostInterfaces,
     /// The cluster to connect to, connected on first use.
     #[cfg(feature = "cluster")]
     cluster_settings: Option<crate::cluster::ClusterBuilder>,
@@ -67,6 +71,7 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     worker_program: Option<PathBuf>,
     standby: usize,
+    host_interfaces: Vec<HostInterface>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterBuilder>,
 }
@@ -96,6 +101,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Serves `interface` to every guest that imports it: each call runs the interface's
+    /// closure in this process, on the thread serving the calling worker (see
+    /// [`HostInterface`]). A component importing an interface nobody provides is refused
+    /// when it is loaded.
+    ///
+    /// Host functions run only here: a cluster pool
+    /// ([`PoolBuilder::cluster`](crate::PoolBuilder::cluster)) of a runtime with host
+    /// interfaces is refused.
+    pub fn host_interface(mut self, interface: HostInterface) -> Self {
+        self.host_interfaces.push(interface);
+        self
+    }
+
     /// The NATS JetStream server (`nats://host:port`) that cluster pools
     /// ([`PoolBuilder::cluster`](crate::PoolBuilder::cluster)) submit to, in the default
     /// namespace (default: `$WASMP_NATS_URL`). Connected when first needed.
@@ -116,8 +134,10 @@ impl RuntimeBuilder {
     /// # Errors
     ///
     /// When the compile cache cannot be created or is not private, or the current
-    /// executable cannot be found.
+    /// executable cannot be found; an [`InputError`](crate::InputError) for a host
+    /// interface with a malformed or duplicate name.
     pub fn build(self) -> Result<Runtime> {
+        let host_interfaces = HostInterfaces::new(self.host_interfaces)?;
         let cache = CompileCache::open(self.cache_dir.unwrap_or_else(CompileCache::default_dir))?;
         let worker_program = match self
             .worker_program
@@ -133,6 +153,7 @@ impl RuntimeBuilder {
                 fuel_engine: OnceLock::new(),
                 cache,
                 worker_program,
+                host_interfaces,
                 #[cfg(feature = "cluster")]
                 cluster_settings: self.cluster,
                 #[cfg(feature = "cluster")]
@@ -220,5 +241,10 @@ impl Runtime {
 
     pub(crate) fn worker_program(&self) -> &Path {
         &self.inner.worker_program
+    }
+
+    /// The embedder's host interfaces.
+    pub(crate) fn host_interfaces(&self) -> &HostInterfaces {
+        &self.inner.host_interfaces
     }
 }
