@@ -169,6 +169,12 @@ impl HostCalls for BoundHost {
             ));
         };
         trace!(worker = caller.name, pid = caller.pid, function = %label, "host call");
+        // The worker checks this too; a worker that does not is refused the same way.
+        if args.len() > MAX_HOST_CALL_LEN {
+            return Err(format!(
+                "the arguments of {label} are over {MAX_HOST_CALL_LEN} bytes (encoded)"
+            ));
+        }
         let args = wire::decode(&args, &bound.params)
             .map_err(|e| format!("the arguments of {label} do not fit its parameters: {e:#}"))?;
         let host_call = HostCall {
