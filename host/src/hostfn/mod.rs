@@ -114,7 +114,12 @@ impl HostInterface {
             let json = serde_json::Value::Array(
                 args.iter().map(crate::value::json::val_to_json).collect(),
             );
+            // No arguments: `()` is serde's unit (JSON null), not an empty array.
             let args: A = serde_json::from_value(json.clone())
+                .or_else(|e| match args.is_empty() {
+                    true => serde_json::from_value(serde_json::Value::Null),
+                    false => Err(e),
+                })
                 .with_context(|| format!("arguments {json} do not fit the Rust types"))?;
             let result =
                 serde_json::to_value(func(call, args)?).context("failed to convert the result")?;
