@@ -293,4 +293,21 @@ mod tests {
             "{error:#}"
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a worker sends, decoding it is a value or an error, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _ = decode(&bytes, &[Type::String, Type::U32, Type::Bool, Type::Char]);
+            let _ = decode(&bytes, &[]);
+        }
+
+        /// Scalars survive the trip.
+        #[test]
+        fn scalars_round_trip(n in proptest::num::i64::ANY, s in ".{0,64}", c in proptest::char::any()) {
+            let vals = vec![Val::S64(n), Val::String(s), Val::Char(c)];
+            let back = decode(&encode(&vals).unwrap(), &[Type::S64, Type::String, Type::Char]).unwrap();
+            proptest::prop_assert_eq!(back, vals);
+        }
+    }
 }
