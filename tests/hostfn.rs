@@ -309,6 +309,13 @@ fn an_import_nobody_provides_is_refused_before_anything_spawns_naming_it() {
     let error = input_error_of(partial.load(HOST_PLUGIN));
     assert_eq!(error.kind(), InputErrorKind::UnsatisfiedImport);
     assert!(error.to_string().contains("app:host/kv@0.1.0"), "{error}");
+    // What the runtime does provide is not listed as missing.
+    assert!(
+        error
+            .to_string()
+            .ends_with("no host interface of this runtime provides app:host/kv@0.1.0"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -129,7 +129,12 @@ impl Component {
         )?;
         if let Err(e) = linker.instantiate_pre(&compiled) {
             let ty = compiled.component_type();
-            let hint = unsatisfied_import_hint(ty.imports(engine).map(|(name, _)| name));
+            // The imports a host interface serves are not what is missing.
+            let hint = unsatisfied_import_hint(
+                ty.imports(engine)
+                    .map(|(name, _)| name)
+                    .filter(|name| runtime.host_interfaces().serving(name).is_none()),
+            );
             return input_error(InputErrorKind::UnsatisfiedImport, format!("{e:#}; {hint}"));
         }
 
@@ -443,7 +448,8 @@ fn unsatisfied_import_hint<'a>(imports: impl Iterator<Item = &'a str>) -> String
         format!(
             "a wasmp worker may import WASI 0.2 (cli, clocks, filesystem, io, random, \
              sockets), {WIT_PACKAGE}/{{process, queue}}@{WIT_VERSION} and the host interfaces \
-             its embedder registers (RuntimeBuilder::host_interface); nothing here provides {}",
+             its embedder registers (RuntimeBuilder::host_interface); no host interface of \
+             this runtime provides {}",
             foreign.join(", ")
         )
     } else if imports_worker {
@@ -480,7 +486,7 @@ mod tests {
             "{hint}"
         );
         assert!(
-            hint.ends_with("nothing here provides my:thing/api"),
+            hint.ends_with("no host interface of this runtime provides my:thing/api"),
             "{hint}"
         );
     }
