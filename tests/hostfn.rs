@@ -242,6 +242,25 @@ fn every_kind_of_wit_value_crosses_to_the_host_and_back_unchanged() {
 }
 
 #[test]
+fn the_typed_form_converts_every_kind_of_value_through_serde() {
+    // Through JSON and back: records, variants, enums, flags, bytes, tuples, results, options.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runtime = builder()
+        .host_interface(log_interface(seen))
+        .host_interface(kv_interface(Arc::default(), Arc::default(), true))
+        .host_interface(
+            HostInterface::new("app:host/values")
+                .typed_func("echo", |_call, (v,): (serde_json::Value,)| Ok(v)),
+        )
+        .build()
+        .unwrap();
+    let plugin = runtime.load(HOST_PLUGIN).unwrap();
+    let (process, status) = invoke(&plugin, "roundtrip()", None);
+    assert_eq!(status, ExitStatus::Exited(0), "{status}");
+    assert_eq!(process.results_wave().unwrap(), ["\"ok\""]);
+}
+
+#[test]
 fn a_failing_host_function_traps_the_guest_with_its_message_and_the_host_carries_on() {
     let host = host();
     let plugin = host.load(HOST_PLUGIN);

@@ -101,8 +101,9 @@ impl HostInterface {
     ///
     /// Values convert through serde with the JSON mapping of
     /// [`val_to_json`](crate::val_to_json): strings, numbers, `bool`, `Vec` (lists),
-    /// `Option`, structs (records, fields by name), unit enums (WIT enums; use
-    /// `#[serde(rename_all = "kebab-case")]`), `Result` (WIT `result`), tuples. A value
+    /// `Option`, structs (records, fields by name), unit enums (WIT enums), `Result` (WIT
+    /// `result`), tuples. WIT names are kebab-case: give structs and enums
+    /// `#[serde(rename_all = "kebab-case")]` when a name has more than one word. A value
     /// that does not fit the WIT type traps the guest with a message naming the function.
     pub fn typed_func<A, R, F>(mut self, name: impl Into<String>, func: F) -> HostInterface
     where
