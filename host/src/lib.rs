@@ -61,7 +61,7 @@ pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
 pub use link::spawn::shutdown_workers;
-pub use pool::task::{AsyncResult, TaskError, TaskResult};
+pub use pool::task::{AsyncResult, GetAsError, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};
 pub use process::{Process, TERMINATE_GRACE};
 pub use queue::DEFAULT_MAX_MESSAGE_SIZE;
@@ -74,6 +74,7 @@ pub use serve::{ClusterHost, ClusterHostBuilder, ClusterHostHandle, DEFAULT_ACK_
 pub use stdio::input::Input;
 pub use stdio::output::{MAX_CAPTURE, Output};
 pub use value::IntoVal;
+pub use value::from::{FromVal, TypeMismatch};
 pub use value::json::val_to_json;
 pub use version::{VERSION, WASMTIME_VERSION, WIT_PACKAGE, WIT_VERSION};
 pub use wasmtime::component::Val;
