@@ -9,6 +9,7 @@ mod core_modules;
 mod fidelity;
 mod hostile;
 mod new;
+mod observe;
 mod orphans;
 mod pool;
 mod process;

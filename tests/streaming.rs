@@ -11,46 +11,71 @@ use wasmp_artifacts::POOL_PROBE;
 
 use crate::{DEADLINE, text, wasmp, wasmp_with_stdin};
 
-/// A `wasmp pool` child fed line by line; killed and reaped however the test ends.
-struct Feeding {
+/// A `wasmp` child fed line by line, its stdout and stderr read line by line; killed and
+/// reaped however the test ends.
+pub(crate) struct Feeding {
     child: Child,
     lines: Receiver<String>,
+    errors: Receiver<String>,
+}
+
+/// Sends each line `from` yields, on a thread of its own.
+fn lines_of(from: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (sender, lines) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    lines
 }
 
 impl Feeding {
-    fn start(args: &[&str]) -> Feeding {
+    pub(crate) fn start(args: &[&str]) -> Feeding {
         let mut child = Command::new(crate::WASMP)
             .args(args)
             .env("WASMP_CACHE_DIR", crate::cache_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, lines) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
-        Feeding { child, lines }
+        let lines = lines_of(child.stdout.take().unwrap());
+        let errors = lines_of(child.stderr.take().unwrap());
+        Feeding {
+            child,
+            lines,
+            errors,
+        }
     }
 
-    fn write(&mut self, line: &str) {
+    /// The first stderr line that holds `needle`.
+    pub(crate) fn stderr_line_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.errors.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no stderr line with {needle:?} within the deadline"),
+            }
+        }
+    }
+
+    pub(crate) fn write(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
     }
 
-    fn next_line(&self) -> String {
+    pub(crate) fn next_line(&self) -> String {
         self.lines
             .recv_timeout(DEADLINE)
             .expect("no result line within the deadline")
     }
 
     /// Closes stdin and waits for the exit code.
-    fn finish(mut self) -> Option<i32> {
+    pub(crate) fn finish(mut self) -> Option<i32> {
         drop(self.child.stdin.take());
         let started = Instant::now();
         while started.elapsed() < DEADLINE {
@@ -70,7 +95,7 @@ impl Drop for Feeding {
     }
 }
 
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
+pub(crate) fn json_lines(stdout: &[u8]) -> Vec<Value> {
     text(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))

@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sync", &[]),
     ("stdio", &[]),
     ("engine", &[]),
+    ("events", &[]),
     ("value", &[]),
     ("version", &[]),
     ("cluster", &["error"]),
@@ -25,26 +26,27 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("grants", &["error", "queue"]),
     ("protocol", &["error", "grants", "queue"]),
     ("exit", &["protocol"]),
+    ("metrics", &["events", "queue"]),
     ("link", &["error", "exit", "protocol", "queue", "stdio"]),
     ("worker", &["engine", "error", "exit", "grants", "protocol"]),
     (
         "runtime",
         &[
-            "cluster", "engine", "error", "grants", "link", "value", "version", "worker",
+            "cluster", "engine", "error", "events", "grants", "link", "value", "version", "worker",
         ],
     ),
     (
         "process",
         &[
-            "error", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio", "sync",
-            "value",
+            "error", "events", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio",
+            "sync", "value",
         ],
     ),
     (
         "pool",
         &[
-            "cluster", "error", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio",
-            "sync", "value",
+            "cluster", "error", "events", "exit", "grants", "link", "protocol", "queue", "runtime",
+            "stdio", "sync", "value",
         ],
     ),
     ("serve", &["cluster", "grants", "pool", "runtime"]),

@@ -31,11 +31,13 @@
 mod cluster;
 mod engine;
 mod error;
+mod events;
 mod exit;
 mod grants;
 #[cfg(test)]
 mod layering;
 mod link;
+mod metrics;
 mod pool;
 mod process;
 mod protocol;
@@ -56,11 +58,13 @@ pub use cluster::hosts::{ClusterStatus, HostStatus, QueueStatus};
 #[cfg(feature = "cluster")]
 pub use cluster::{Cluster, ClusterBuilder, ClusterError, DEFAULT_NAMESPACE, NATS_URL_ENV};
 pub use error::{InputError, InputErrorKind, QueueError};
+pub use events::{Event, EventRecord};
 pub use exit::ExitStatus;
 pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
 pub use link::spawn::shutdown_workers;
+pub use metrics::{Metrics, MetricsServer};
 pub use pool::task::{AsyncResult, GetAsError, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};
 pub use process::{Process, TERMINATE_GRACE};

@@ -77,7 +77,8 @@ impl LocalPool {
             protocol::Grants::new("pool-worker".into(), vec!["pool-worker".into()], &grants);
         let shared = Arc::new(Shared {
             scheduler: Scheduler::new(processes, config.retries)
-                .with_error_retries(config.retry_errors, scheduler::ERROR_BACK_OFF),
+                .with_error_retries(config.retry_errors, scheduler::ERROR_BACK_OFF)
+                .with_events(runtime.events().clone()),
             runtime,
             config,
             grants,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::events::{Event, Events, millis};
 use crate::pool::PoolStats;
 use crate::pool::task::{AsyncResult, ResultCell, TaskError, TaskResult};
 
@@ -55,6 +56,11 @@ impl<P> Task<P> {
 
     pub(crate) fn payload(&self) -> &P {
         &self.payload
+    }
+
+    /// How many times a worker started it (counting the current run).
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
     }
 }
 
@@ -151,6 +157,7 @@ pub(crate) struct Scheduler<P> {
     error_retries: u32,
     back_off: Duration,
     counters: Counters,
+    events: Events,
 }
 
 impl<P> Scheduler<P> {
@@ -173,7 +180,24 @@ impl<P> Scheduler<P> {
             error_retries: 0,
             back_off: ERROR_BACK_OFF,
             counters: Counters::default(),
+            events: Events::default(),
         }
+    }
+
+    /// Reports retries (`task_retried`) to `events`.
+    pub(crate) fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    fn retried(&self, task: &Task<P>, error: &TaskError, delay: Duration) {
+        self.counters.retried.fetch_add(1, Ordering::Relaxed);
+        self.events.emit(|| Event::TaskRetried {
+            id: task.id,
+            attempt: task.attempts,
+            reason: error.kind(),
+            delay_ms: millis(delay),
+        });
     }
 
     /// Also runs again, up to `retries` times, a task that trapped or timed out, each time
@@ -306,7 +330,10 @@ impl<P> Scheduler<P> {
         }
         task.lost += 1;
         if task.lost <= self.retries {
-            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            let error = TaskError::WorkerLost {
+                attempts: task.attempts,
+            };
+            self.retried(&task, &error, Duration::ZERO);
             // Retried alone: a chunk's other tasks must not wait for it.
             task.chunk = None;
             self.requeue(vec![task]);
@@ -334,8 +361,10 @@ impl<P> Scheduler<P> {
         task.errored += 1;
         task.chunk = None;
         let delay = back_off(self.back_off, task.errored);
-        tracing::debug!(task = task.id, ?delay, error = ?result.err(), "retrying a failed task");
-        self.counters.retried.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = &result {
+            tracing::debug!(task = task.id, ?delay, %error, "retrying a failed task");
+            self.retried(&task, error, delay);
+        }
         state.delayed.push((Instant::now() + delay, task));
         drop(state);
         // A slot waiting without a deadline must learn of the new one.

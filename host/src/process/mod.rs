@@ -16,6 +16,7 @@ use rustix::process::Signal;
 use tracing::{debug, warn};
 use wasmtime::component::Val;
 
+use crate::events::Event;
 use crate::exit::ExitStatus;
 use crate::grants::Grants;
 use crate::grants::dir::DirGrant;
@@ -315,7 +316,12 @@ impl Process {
             stderr: self.stderr,
             deadline: self.grants.get_timeout().map(|t| Instant::now() + t),
             queues: self.grants.queues().clone(),
+            events: runtime.events().clone(),
         };
+        runtime.events().emit(|| Event::ProcessStarted {
+            name: self.name.clone(),
+            pid,
+        });
         let monitor = Monitor::start(spawned, spec, link, shared.clone())?;
         self.running = Some(Running {
             pid,

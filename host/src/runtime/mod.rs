@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use wasmtime::Engine;
 
 use crate::engine::{EngineOptions, new_engine};
+use crate::events::{Event, Events, Subscribers};
 use crate::link::spawn::Spawned;
 use crate::link::standby::Standby;
 use crate::runtime::cache::CompileCache;
@@ -44,6 +45,7 @@ struct Inner {
     fuel_engine: OnceLock<Engine>,
     cache: CompileCache,
     worker_program: PathBuf,
+    events: Events,
     /// The cluster to connect to, connected on first use.
     #[cfg(feature = "cluster")]
     cluster_settings: Option<crate::cluster::ClusterBuilder>,
@@ -67,6 +69,7 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     worker_program: Option<PathBuf>,
     standby: usize,
+    subscribers: Subscribers,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterBuilder>,
 }
@@ -111,6 +114,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Calls `subscriber` with every [`Event`] of this runtime's processes and pools: what
+    /// `--events` writes and `--metrics` counts. It runs on the thread where the event
+    /// happened (a process's monitor, a pool slot), so it must be quick and must not
+    /// block; send the event to a channel to do more.
+    pub fn on_event(mut self, subscriber: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.subscribers.0.push(Arc::new(subscriber));
+        self
+    }
+
     /// Builds the runtime.
     ///
     /// # Errors
@@ -129,6 +141,7 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 standby: Standby::new(self.standby, worker_program.clone()),
+                events: Events::new(self.subscribers),
                 engine: new_engine(EngineOptions::default())?,
                 fuel_engine: OnceLock::new(),
                 cache,
@@ -216,6 +229,11 @@ impl Runtime {
 
     pub(crate) fn cache(&self) -> &CompileCache {
         &self.inner.cache
+    }
+
+    /// Where this runtime's events go.
+    pub(crate) fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     pub(crate) fn worker_program(&self) -> &Path {

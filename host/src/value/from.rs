@@ -214,7 +214,7 @@ pub(crate) fn from_results<T: FromVal>(values: &[Val]) -> Result<T, TypeMismatch
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::IntoVal;
+    use crate::value::IntoVal;
 
     #[test]
     fn what_into_val_makes_from_val_reads_back() {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use wasmp::{Component, InputError, InputErrorKind, Pool, Runtime, TaskResult, Val, val_to_json};
 
 use crate::common::{ClusterTarget, GrantOptions, cluster_settings, parse_queue, say};
+use crate::observe::ObserveOptions;
 
 /// Run an export once per input line on a pool of warm worker processes.
 ///
@@ -92,6 +93,9 @@ pub(crate) struct PoolCommand {
     #[command(flatten)]
     cluster: ClusterTarget,
 
+    #[command(flatten)]
+    observe: ObserveOptions,
+
     /// The export to call for each task.
     #[arg(long, value_name = "NAME")]
     invoke: String,
@@ -133,7 +137,7 @@ impl PoolCommand {
             (Some(timeout), None) => grants = grants.timeout(timeout),
             (None, _) => {}
         }
-        let mut runtime = Runtime::builder();
+        let (mut runtime, observing) = self.observe.apply(Runtime::builder())?;
         if let Some(url) = &self.cluster.nats {
             runtime = runtime.cluster_with(cluster_settings(url, &self.cluster.namespace));
         }
@@ -163,7 +167,9 @@ impl PoolCommand {
         };
 
         for spec in &self.queues {
-            grants = grants.queue(&parse_queue(spec, None)?);
+            let queue = parse_queue(spec, None)?;
+            observing.watch(&queue);
+            grants = grants.queue(&queue);
         }
         let mut builder = Pool::builder(&runtime)
             .retries(self.retries)
