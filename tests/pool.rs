@@ -433,3 +433,27 @@ fn retry_errors_runs_a_trapping_task_again_in_a_fresh_instance_until_it_succeeds
         pool.join().unwrap();
     }
 }
+
+#[test]
+fn a_map_chunk_runs_in_one_instance_and_the_next_chunk_in_a_fresh_one() {
+    let probe = guest(POOL_PROBE);
+    let pool = pool(1).build().unwrap();
+    // `counter` counts calls in a guest global: it says which instance ran what.
+    let counts: Vec<Val> = pool
+        .starmap(&probe, "counter", (0..8).map(|_| none()), Some(4))
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    let expected: Vec<Val> = [1, 2, 3, 4, 1, 2, 3, 4].map(Val::U32).to_vec();
+    assert_eq!(counts, expected);
+    // Single tasks keep a fresh instance each.
+    for _ in 0..3 {
+        assert_eq!(
+            pool.apply(&probe, "counter", none()).unwrap(),
+            [Val::U32(1)]
+        );
+    }
+    pool.close();
+    pool.join().unwrap();
+}

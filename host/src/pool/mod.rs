@@ -385,7 +385,11 @@ impl Pool {
     }
 
     /// Queues `export(*args)` for every argument list, in chunks of `chunksize` tasks per
-    /// trip to a worker (`None`: Python's default, about four chunks per worker).
+    /// trip to a worker (`None`: Python's default, about four chunks per worker). The
+    /// tasks of a chunk run one after another in one instance, as a Python chunk runs in
+    /// one interpreter: an instance costs once per chunk, and guest globals persist within
+    /// a chunk (never from one chunk, or one `apply_async`, to the next). A task that traps
+    /// ends that instance; the chunk's next task gets a fresh one.
     ///
     /// # Errors
     ///

@@ -58,6 +58,11 @@ impl<P> Task<P> {
         &self.payload
     }
 
+    /// The `map` chunk it belongs to; a chunk's tasks share one instance in the worker.
+    pub(crate) fn chunk(&self) -> Option<u64> {
+        self.chunk
+    }
+
     /// How many times a worker started it (counting the current run).
     pub(crate) fn attempts(&self) -> u32 {
         self.attempts

@@ -181,6 +181,7 @@ impl SlotWorker {
             export: export.clone(),
             args: args.clone(),
             timeout_ms: timeout.map(protocol::millis),
+            chunk: None,
         }]);
         conn.send(&job)
             .map_err(|e| format!("the worker died before its initializer: {e}"))?;
@@ -220,6 +221,7 @@ impl SlotWorker {
                     .timeout
                     .or(timeout)
                     .map(protocol::millis),
+                chunk: task.chunk(),
             })
             .collect();
         if self.worker.conn.send(&ToWorker::Job(specs)).is_err() {

@@ -128,7 +128,21 @@ impl Runner {
         timeout: Option<Duration>,
         channel: &Channel,
     ) -> Outcome {
-        self.try_run(grants, cwasm, entry, timeout, channel)
+        self.run_sharing(grants, cwasm, entry, timeout, channel, false)
+    }
+
+    /// As [`run`](Self::run); with `share`, the instance is kept for the next call (the
+    /// next task of a `map` chunk) if this one returns.
+    pub(crate) fn run_sharing(
+        &mut self,
+        grants: &Grants,
+        cwasm: &Path,
+        entry: &Entry,
+        timeout: Option<Duration>,
+        channel: &Channel,
+        share: bool,
+    ) -> Outcome {
+        self.try_run(grants, cwasm, entry, timeout, channel, share)
             .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
     }
 
@@ -139,6 +153,7 @@ impl Runner {
         entry: &Entry,
         timeout: Option<Duration>,
         channel: &Channel,
+        share: bool,
     ) -> Result<Outcome> {
         let (mut store, instance) = match self.kept.take() {
             Some(kept) if kept.cwasm == cwasm => (kept.store, Some(kept.instance)),
@@ -162,7 +177,7 @@ impl Runner {
                 };
                 let found = self.export(cwasm, &mut store, instance, export)?;
                 let outcome = call_export(&mut store, instance, &found, args);
-                if self.reuse_instances && matches!(outcome, Ok(Outcome::Returned(_))) {
+                if (self.reuse_instances || share) && matches!(outcome, Ok(Outcome::Returned(_))) {
                     self.kept = Some(Kept {
                         cwasm: cwasm.to_path_buf(),
                         store,
