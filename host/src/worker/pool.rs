@@ -40,8 +40,7 @@ pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
                     let timeout = task.timeout_ms.map(Duration::from_millis);
                     // The next task of the same chunk continues in this task's instance.
                     let share = task.chunk.is_some() && chunks.get(i + 1) == Some(&task.chunk);
-                    let outcome =
-                        runner.run_sharing(grants, &task.cwasm, &entry, timeout, channel, share);
+                    let outcome = runner.run(grants, &task.cwasm, &entry, timeout, channel, share);
                     let done = ToHost::TaskDone {
                         id: task.id,
                         outcome,

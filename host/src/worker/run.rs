@@ -120,20 +120,10 @@ impl Runner {
 
     /// Runs one guest entry; the channel serves its queue calls. A fresh instance each
     /// time, unless the pool asked for instance reuse.
+    ///
+    /// With `share`, the instance is kept for the next call (the next task of a `map`
+    /// chunk) if this one returns.
     pub(crate) fn run(
-        &mut self,
-        grants: &Grants,
-        cwasm: &Path,
-        entry: &Entry,
-        timeout: Option<Duration>,
-        channel: &Channel,
-    ) -> Outcome {
-        self.run_sharing(grants, cwasm, entry, timeout, channel, false)
-    }
-
-    /// As [`run`](Self::run); with `share`, the instance is kept for the next call (the
-    /// next task of a `map` chunk) if this one returns.
-    pub(crate) fn run_sharing(
         &mut self,
         grants: &Grants,
         cwasm: &Path,
@@ -270,6 +260,7 @@ pub(crate) fn run_guest(
         &spec.entry,
         spec.timeout_ms.map(Duration::from_millis),
         channel,
+        false,
     ))
 }
 
