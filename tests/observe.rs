@@ -205,3 +205,49 @@ fn the_library_subscribes_to_the_same_events_and_renders_the_same_metrics() {
             .contains("wasmp_task_runs_total{outcome=\"done\"} 1")
     );
 }
+
+#[test]
+fn a_granted_queue_reports_when_it_is_closed_and_when_it_is_drained() {
+    let (sender, events) = crossbeam_channel::unbounded();
+    let runtime = Runtime::builder()
+        .cache_dir(crate::cache_dir())
+        .worker_program(crate::WASMP)
+        .on_event(move |event| {
+            let _ = sender.send(event.clone());
+        })
+        .build()
+        .unwrap();
+    let queue = wasmp::Queue::new("reported");
+    let pool = Pool::builder(&runtime)
+        .processes(1)
+        .queue(&queue)
+        .build()
+        .unwrap();
+    queue.put(b"a").unwrap();
+    queue.put(b"b").unwrap();
+    queue.close();
+    assert_eq!(queue.get().unwrap(), b"a");
+    let queue_events = |events: &crossbeam_channel::Receiver<Event>| -> Vec<Event> {
+        events
+            .try_iter()
+            .filter(|e| matches!(e, Event::QueueClosed { .. } | Event::QueueDrained { .. }))
+            .collect()
+    };
+    assert_eq!(
+        queue_events(&events),
+        [Event::QueueClosed {
+            queue: "reported".into(),
+            waiting: 2
+        }]
+    );
+    assert_eq!(queue.get().unwrap(), b"b");
+    assert!(queue.get().is_err());
+    assert_eq!(
+        queue_events(&events),
+        [Event::QueueDrained {
+            queue: "reported".into()
+        }]
+    );
+    pool.close();
+    pool.join().unwrap();
+}

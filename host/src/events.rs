@@ -68,6 +68,18 @@ pub enum Event {
         /// Its OS process id.
         pid: u32,
     },
+    /// A queue was closed: no more puts; getters drain what is waiting.
+    QueueClosed {
+        /// The queue's name.
+        queue: String,
+        /// Messages still waiting when it was closed.
+        waiting: usize,
+    },
+    /// A closed queue's last message was taken: its getters now see it closed.
+    QueueDrained {
+        /// The queue's name.
+        queue: String,
+    },
     /// A pool worker started a task.
     TaskStarted {
         /// The task's id (unique in its pool).
@@ -156,6 +168,12 @@ impl std::fmt::Debug for Subscribers {
 #[derive(Clone, Default)]
 pub(crate) struct Events {
     subscribers: Arc<[Subscriber]>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} event subscribers", self.subscribers.len())
+    }
 }
 
 impl Events {

@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("value", &[]),
     ("version", &[]),
     ("cluster", &["error"]),
-    ("queue", &["cluster", "error"]),
+    ("queue", &["cluster", "error", "events"]),
     ("grants", &["error", "queue"]),
     ("protocol", &["error", "grants", "queue"]),
     ("exit", &["protocol"]),

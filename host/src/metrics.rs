@@ -224,6 +224,8 @@ impl Metrics {
                 self.set_state(*worker, Some(WorkerState::Idle));
             }
             Event::TaskRetried { reason, .. } => count(&self.retries, reason),
+            // Queues are read at each scrape instead.
+            Event::QueueClosed { .. } | Event::QueueDrained { .. } => {}
         }
     }
 

@@ -75,6 +75,7 @@ impl LocalPool {
     ) -> Result<LocalPool> {
         let wire_grants =
             protocol::Grants::new("pool-worker".into(), vec!["pool-worker".into()], &grants);
+        grants.queues().attach_events(runtime.events());
         let shared = Arc::new(Shared {
             scheduler: Scheduler::new(processes, config.retries)
                 .with_error_retries(config.retry_errors, scheduler::ERROR_BACK_OFF)

@@ -318,6 +318,7 @@ impl Process {
             queues: self.grants.queues().clone(),
             events: runtime.events().clone(),
         };
+        link.queues.attach_events(runtime.events());
         runtime.events().emit(|| Event::ProcessStarted {
             name: self.name.clone(),
             pid,
