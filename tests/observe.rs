@@ -107,6 +107,9 @@ fn run_events_to_stdout_tell_the_process_start_and_exit() {
     assert_eq!(started[0]["pid"], exited[0]["pid"]);
     assert_eq!(exited[0]["code"], 0);
     assert_eq!(exited[0]["timed_out"], false);
+    // A worker process holds at least the wasmtime runtime: megabytes, not zero.
+    let peak = exited[0]["peak_memory_kb"].as_u64().unwrap_or(0);
+    assert!(peak > 1024, "{events:?}");
 }
 
 /// `GET path` from `addr`; the whole response.

@@ -39,6 +39,8 @@ pub enum Event {
         duration_ms: f64,
         /// Whether it was stopped by its time limit (`-W timeout`).
         timed_out: bool,
+        /// Its peak resident memory in KiB (the worker process, wasmtime included).
+        peak_memory_kb: Option<u64>,
     },
     /// A pool started a worker process.
     WorkerStarted {

@@ -96,6 +96,7 @@ impl Monitor {
             code: reaped.status.code(),
             duration_ms: millis(self.started.elapsed()),
             timed_out,
+            peak_memory_kb: reaped.peak_memory_kb,
         });
         let results = match outcome {
             Some(Outcome::Returned(results)) => Some(results),
