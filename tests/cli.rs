@@ -4,11 +4,7 @@ use wasmp_artifacts::{
     CLI_PROBE, EXPORTS, POOL_PROBE, QUEUE_PROBE, TUTORIAL_PROCESS, TUTORIAL_QUEUE, WASI_FIDELITY,
 };
 
-use crate::{scratch, wasmp, wasmp_with_stdin};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::{scratch, text, wasmp, wasmp_with_stdin};
 
 #[test]
 fn run_invoke_prints_the_tutorial_lines_with_pid_and_ppid() {
@@ -346,21 +342,8 @@ fn pool_unordered_reports_indexes_and_failures_exit_1() {
 }
 
 #[test]
-fn pool_refuses_a_bad_line_before_starting_workers() {
-    let out = wasmp_with_stdin(
-        &["pool", POOL_PROBE, "--invoke", "square"],
-        Some(b"[1]\n[\"x\"]\n"),
-    );
-    assert_eq!(out.status.code(), Some(65));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("stdin:2: argument 1 of square (x): expected u64"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("worker spawned") && !stderr.contains("pool worker ready"),
-        "{stderr}"
-    );
+fn pool_refuses_zero_workers_with_exit_2() {
+    // A bad first line is `streaming::a_bad_first_line_starts_no_worker_and_exits_65`.
     let out = wasmp(&["pool", "-j", "0", POOL_PROBE, "--invoke", "square"]);
     assert_eq!(out.status.code(), Some(2));
 }

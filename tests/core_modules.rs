@@ -8,11 +8,7 @@ use wasmp_artifacts::{
     TUTORIAL_QUEUE, TUTORIAL_QUEUE_P1, optional,
 };
 
-use crate::{WASMP, guest, join, run_with_deadline, runtime, scratch, stdout_of, wasmp};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::{WASMP, guest, join, run_with_deadline, runtime, scratch, stdout_of, text, wasmp};
 
 #[test]
 fn a_wasip1_rust_guest_reaches_the_sdk_process_identity() {

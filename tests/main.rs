@@ -10,11 +10,13 @@ mod fidelity;
 mod hostfn;
 mod hostile;
 mod new;
+mod observe;
 mod orphans;
 mod pool;
 mod process;
 mod python;
 mod queue;
+mod streaming;
 mod tutorial;
 
 use std::collections::HashMap;
@@ -80,6 +82,11 @@ pub(crate) fn join(process: &mut Process) -> ExitStatus {
 /// Captured stdout as text.
 pub(crate) fn stdout_of(process: &Process) -> String {
     String::from_utf8(process.stdout_bytes().expect("stdout was captured")).unwrap()
+}
+
+/// Output bytes as text (lossy: a test shows what it got, whatever it is).
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Runs the `wasmp` CLI with a deadline and returns its output.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::{DEADLINE, WASMP, cache_dir, run_within, scratch};
+use crate::{DEADLINE, WASMP, cache_dir, run_within, scratch, text};
 
 /// For a build (a first Rust build fetches and compiles wit-bindgen; later ones reuse its
 /// target dir) and for the first run of what it built, which compiles it: a Python
@@ -37,10 +37,6 @@ fn templates() -> Vec<(String, String)> {
         .collect();
     found.sort();
     found
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[track_caller]

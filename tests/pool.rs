@@ -380,3 +380,80 @@ fn reused_instances_keep_guest_state_until_a_trap() {
         vec![Val::U32(1)]
     );
 }
+
+#[test]
+fn results_convert_into_rust_types_and_a_mismatch_is_a_clear_error() {
+    let probe = guest(POOL_PROBE);
+    let pool = pool(1).build().unwrap();
+    let result = pool.apply_async(&probe, "square", [12u64]).unwrap();
+    assert_eq!(result.get_as::<u64>(), Ok(144));
+    let error = result.get_as::<String>().unwrap_err();
+    assert!(matches!(error, wasmp::GetAsError::Type(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "the task's result: expected String, found u64"
+    );
+    let unit = pool.apply_async(&probe, "noop", none()).unwrap();
+    assert_eq!(unit.get_as::<()>(), Ok(()));
+    let trapped = pool.apply_async(&probe, "trap", none()).unwrap();
+    assert!(matches!(
+        trapped.get_as::<()>(),
+        Err(wasmp::GetAsError::Task(TaskError::Trapped(_)))
+    ));
+    pool.close();
+    pool.join().unwrap();
+}
+
+#[test]
+fn retry_errors_runs_a_trapping_task_again_in_a_fresh_instance_until_it_succeeds() {
+    let probe = guest(POOL_PROBE);
+    let failures = Queue::new("failures");
+    // The task traps while this queue holds a message, taking one each time.
+    failures.put(b"1").unwrap();
+    failures.put(b"2").unwrap();
+    let retrying = pool(1).queue(&failures).retry_errors(3).build().unwrap();
+    let result = retrying
+        .apply_async(&probe, "trap-while-queued", ["failures"])
+        .unwrap();
+    assert!(result.wait(Some(DEADLINE)), "no result in time");
+    assert_eq!(result.get_as::<u32>(), Ok(7));
+    assert_eq!(result.attempts(), 3);
+    assert_eq!(retrying.stats().retried, 2);
+
+    // Without error retries a trap is final, after one attempt.
+    failures.put(b"3").unwrap();
+    let plain = pool(1).queue(&failures).build().unwrap();
+    let result = plain
+        .apply_async(&probe, "trap-while-queued", ["failures"])
+        .unwrap();
+    assert!(matches!(result.get(), Err(TaskError::Trapped(_))));
+    assert_eq!(result.attempts(), 1);
+    for pool in [retrying, plain] {
+        pool.close();
+        pool.join().unwrap();
+    }
+}
+
+#[test]
+fn a_map_chunk_runs_in_one_instance_and_the_next_chunk_in_a_fresh_one() {
+    let probe = guest(POOL_PROBE);
+    let pool = pool(1).build().unwrap();
+    // `counter` counts calls in a guest global: it says which instance ran what.
+    let counts: Vec<Val> = pool
+        .starmap(&probe, "counter", (0..8).map(|_| none()), Some(4))
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    let expected: Vec<Val> = [1, 2, 3, 4, 1, 2, 3, 4].map(Val::U32).to_vec();
+    assert_eq!(counts, expected);
+    // Single tasks keep a fresh instance each.
+    for _ in 0..3 {
+        assert_eq!(
+            pool.apply(&probe, "counter", none()).unwrap(),
+            [Val::U32(1)]
+        );
+    }
+    pool.close();
+    pool.join().unwrap();
+}

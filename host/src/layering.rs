@@ -18,13 +18,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sync", &[]),
     ("stdio", &[]),
     ("engine", &[]),
+    ("events", &[]),
     ("value", &[]),
     ("version", &[]),
     ("cluster", &["error"]),
-    ("queue", &["cluster", "error"]),
+    ("queue", &["cluster", "error", "events"]),
     ("grants", &["error", "queue"]),
     ("protocol", &["error", "grants", "queue"]),
     ("exit", &["protocol"]),
+    ("metrics", &["events", "queue"]),
     ("link", &["error", "exit", "protocol", "queue", "stdio"]),
     ("hostfn", &["error", "link", "protocol", "value"]),
     (
@@ -34,21 +36,22 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "runtime",
         &[
-            "cluster", "engine", "error", "grants", "hostfn", "link", "value", "version", "worker",
+            "cluster", "engine", "error", "events", "grants", "hostfn", "link", "value", "version",
+            "worker",
         ],
     ),
     (
         "process",
         &[
-            "error", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio", "sync",
-            "value",
+            "error", "events", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio",
+            "sync", "value",
         ],
     ),
     (
         "pool",
         &[
-            "cluster", "error", "exit", "grants", "link", "protocol", "queue", "runtime", "stdio",
-            "sync", "value",
+            "cluster", "error", "events", "exit", "grants", "link", "protocol", "queue", "runtime",
+            "stdio", "sync", "value",
         ],
     ),
     ("serve", &["cluster", "grants", "pool", "runtime"]),

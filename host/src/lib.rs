@@ -31,12 +31,14 @@
 mod cluster;
 mod engine;
 mod error;
+mod events;
 mod exit;
 mod grants;
 mod hostfn;
 #[cfg(test)]
 mod layering;
 mod link;
+mod metrics;
 mod pool;
 mod process;
 mod protocol;
@@ -57,13 +59,15 @@ pub use cluster::hosts::{ClusterStatus, HostStatus, QueueStatus};
 #[cfg(feature = "cluster")]
 pub use cluster::{Cluster, ClusterBuilder, ClusterError, DEFAULT_NAMESPACE, NATS_URL_ENV};
 pub use error::{InputError, InputErrorKind, QueueError};
+pub use events::{Event, EventRecord};
 pub use exit::ExitStatus;
 pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
 pub use hostfn::{HostCall, HostInterface};
 pub use link::spawn::shutdown_workers;
-pub use pool::task::{AsyncResult, TaskError, TaskResult};
+pub use metrics::{Metrics, MetricsServer};
+pub use pool::task::{AsyncResult, GetAsError, TaskError, TaskResult};
 pub use pool::{Pool, PoolBuilder, PoolStats};
 pub use process::{Process, TERMINATE_GRACE};
 pub use queue::DEFAULT_MAX_MESSAGE_SIZE;
@@ -76,6 +80,7 @@ pub use serve::{ClusterHost, ClusterHostBuilder, ClusterHostHandle, DEFAULT_ACK_
 pub use stdio::input::Input;
 pub use stdio::output::{MAX_CAPTURE, Output};
 pub use value::IntoVal;
+pub use value::from::{FromVal, TypeMismatch};
 pub use value::json::val_to_json;
 pub use version::{VERSION, WASMTIME_VERSION, WIT_PACKAGE, WIT_VERSION};
 pub use wasmtime::component::Val;

@@ -34,6 +34,8 @@ pub(crate) struct LiveWorker {
 /// What is left of a worker once reaped.
 pub(crate) struct Reaped {
     pub(crate) status: ExitStatus,
+    /// The process's peak resident memory, from the kernel's accounting of it.
+    pub(crate) peak_memory_kb: Option<u64>,
     /// Captured output ([`Output::Capture`]).
     pub(crate) stdout: Option<Vec<u8>>,
     pub(crate) stderr: Option<Vec<u8>>,
@@ -113,11 +115,44 @@ impl LiveWorker {
         let [stdout, stderr] = std::mem::take(&mut self.drains);
         let stdout = stdout.and_then(Drain::finish);
         let stderr = stderr.and_then(Drain::finish);
-        let status = ExitStatus::of_worker(reported, failure, self.child.wait());
+        let (os_status, peak_memory_kb) = wait_with_usage(&mut self.child);
+        let status = ExitStatus::of_worker(reported, failure, os_status);
         Reaped {
             status,
+            peak_memory_kb,
             stdout,
             stderr,
+        }
+    }
+}
+
+/// Waits for `child` and reads its peak resident memory (`ru_maxrss`), which the kernel
+/// reports per child only to `wait4`; falls back to a plain wait without it.
+fn wait_with_usage(child: &mut Child) -> (std::io::Result<std::process::ExitStatus>, Option<u64>) {
+    use std::os::unix::process::ExitStatusExt;
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return (child.wait(), None);
+    };
+    let mut status = 0;
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    loop {
+        #[expect(
+            unsafe_code,
+            reason = "wait4 is the only per-child source of ru_maxrss"
+        )]
+        // SAFETY: `pid` is our unreaped child (so it names no other process), and both
+        // pointers are to live, writable values of the types wait4 expects.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, usage.as_mut_ptr()) };
+        if reaped == pid {
+            // SAFETY: wait4 filled `usage` when it returned the pid.
+            #[expect(unsafe_code, reason = "reading what wait4 wrote")]
+            let usage = unsafe { usage.assume_init() };
+            let peak = u64::try_from(usage.ru_maxrss).ok();
+            return (Ok(std::process::ExitStatus::from_raw(status)), peak);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return (child.wait(), None);
         }
     }
 }

@@ -12,7 +12,7 @@ use anyhow::Result;
 use crate::grants::Grants;
 use crate::link::spawn::Signaller;
 use crate::pool::backend::{Call, PoolBackend};
-use crate::pool::scheduler::Scheduler;
+use crate::pool::scheduler::{self, Scheduler};
 use crate::pool::task::AsyncResult;
 use crate::pool::{PoolConfig, PoolStats, slot};
 use crate::protocol;
@@ -76,8 +76,11 @@ impl LocalPool {
         let mut wire_grants =
             protocol::Grants::new("pool-worker".into(), vec!["pool-worker".into()], &grants);
         wire_grants.host_interfaces = runtime.host_interfaces().names();
+        grants.queues().attach_events(runtime.events());
         let shared = Arc::new(Shared {
-            scheduler: Scheduler::new(processes, config.retries),
+            scheduler: Scheduler::new(processes, config.retries)
+                .with_error_retries(config.retry_errors, scheduler::ERROR_BACK_OFF)
+                .with_events(runtime.events().clone()),
             runtime,
             config,
             grants,

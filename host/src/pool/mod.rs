@@ -54,6 +54,7 @@ pub(crate) struct PoolConfig {
     pub(crate) max_tasks_per_worker: Option<u64>,
     pub(crate) max_memory_kb: Option<u64>,
     pub(crate) retries: u32,
+    pub(crate) retry_errors: u32,
     pub(crate) initializer: Option<(Component, String, Vec<String>)>,
     pub(crate) output: Output,
     pub(crate) reuse_instances: bool,
@@ -88,9 +89,20 @@ impl PoolBuilder {
 
     /// Run a task again, up to this many times, when its worker process dies under it
     /// (default 0: the task fails with [`TaskError::WorkerLost`](crate::TaskError::WorkerLost)). Traps and timeouts are
-    /// never retried: they would happen again.
+    /// not retried by this: see [`retry_errors`](Self::retry_errors).
     pub fn retries(mut self, retries: u32) -> Self {
         self.config.retries = retries;
+        self
+    }
+
+    /// Also run a task again, up to this many times, when it traps or times out (default
+    /// 0: such a task fails at once). Opt in for tasks whose failures can pass (a busy
+    /// service, a full disk): each retry waits a jittered back-off, 50–100 ms before the
+    /// first and doubling up to 30 s, in a fresh instance. A task's error retries and its
+    /// [`retries`](Self::retries) for lost workers are counted separately;
+    /// [`AsyncResult::attempts`](crate::AsyncResult::attempts) says how many runs it took.
+    pub fn retry_errors(mut self, retries: u32) -> Self {
+        self.config.retry_errors = retries;
         self
     }
 
@@ -219,6 +231,13 @@ impl PoolBuilder {
                 "{name} is a setting of each host's worker processes in a cluster pool: give it \
                  to `wasmp serve` on the hosts"
             ))
+            .into());
+        }
+        if self.config.retry_errors > 0 {
+            return Err(crate::error::InputError::new_config(
+                "retry_errors is not available in a cluster pool: a task that traps there is \
+                 final (the server redelivers only tasks whose host died: `retries`)",
+            )
             .into());
         }
         let cluster = self.runtime.cluster()?;
@@ -377,7 +396,11 @@ impl Pool {
     }
 
     /// Queues `export(*args)` for every argument list, in chunks of `chunksize` tasks per
-    /// trip to a worker (`None`: Python's default, about four chunks per worker).
+    /// trip to a worker (`None`: Python's default, about four chunks per worker). The
+    /// tasks of a chunk run one after another in one instance, as a Python chunk runs in
+    /// one interpreter: an instance costs once per chunk, and guest globals persist within
+    /// a chunk (never from one chunk, or one `apply_async`, to the next). A task that traps
+    /// ends that instance; the chunk's next task gets a fresh one.
     ///
     /// # Errors
     ///

@@ -98,6 +98,7 @@ impl Shared {
             return;
         };
         state.retried += u64::from(result.attempt.saturating_sub(1));
+        let attempts = result.attempt;
         let outcome = task_result(&pending, result.outcome);
         if outcome.is_ok() {
             state.succeeded += 1;
@@ -106,7 +107,7 @@ impl Shared {
         }
         let idle = state.outstanding.is_empty();
         drop(state);
-        pending.cell.complete(outcome);
+        pending.cell.complete(outcome, attempts);
         if idle {
             self.idle.notify_all();
         }
@@ -120,7 +121,8 @@ impl Shared {
             state.outstanding.drain().map(|(_, p)| p).collect()
         };
         for pending in pending {
-            pending.cell.complete(Err(error.clone()));
+            // Whether a host had started it is not known here.
+            pending.cell.complete(Err(error.clone()), 0);
         }
         self.idle.notify_all();
     }

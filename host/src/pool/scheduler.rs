@@ -4,8 +4,10 @@
 //! The invariants live here and nowhere else:
 //! - every submitted task is finished exactly once (its [`ResultCell`] filled), and
 //!   `outstanding` counts the tasks submitted and not finished;
-//! - a task is started at most `retries + 1` times: an attempt is counted when a worker
-//!   starts it, never for tasks that were sent but not started when the worker died;
+//! - a task whose worker died under it is started again at most `retries` times, one that
+//!   trapped or timed out at most `error_retries` times (after a jittered back-off): an
+//!   attempt is counted when a worker starts it, never for tasks that were sent but not
+//!   started when the worker died;
 //! - once the pool is halted (terminated, or broken by workers that keep failing to
 //!   start) no task waits: queued and returning tasks fail with the reason.
 //!
@@ -15,18 +17,31 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::events::{Event, Events, millis};
 use crate::pool::PoolStats;
 use crate::pool::task::{AsyncResult, ResultCell, TaskError, TaskResult};
 
 /// Jobs sent to a worker hold at most this many single tasks.
 pub(crate) const MAX_JOB: usize = 64;
 
+/// The first back-off before a failed task runs again; each further retry doubles it, up
+/// to [`MAX_BACK_OFF`].
+pub(crate) const ERROR_BACK_OFF: Duration = Duration::from_millis(100);
+
+/// The longest back-off before a retry of a failed task.
+pub(crate) const MAX_BACK_OFF: Duration = Duration::from_secs(30);
+
 /// A queued or running task.
 pub(crate) struct Task<P> {
     id: u64,
+    /// How many times a worker started it.
     attempts: u32,
+    /// How many of those ended with its worker dying under it.
+    lost: u32,
+    /// How many of those ended with a trap or a timeout.
+    errored: u32,
     /// Tasks of one `map` chunk share this and travel to a worker together.
     chunk: Option<u64>,
     cell: Arc<ResultCell>,
@@ -41,6 +56,16 @@ impl<P> Task<P> {
 
     pub(crate) fn payload(&self) -> &P {
         &self.payload
+    }
+
+    /// The `map` chunk it belongs to; a chunk's tasks share one instance in the worker.
+    pub(crate) fn chunk(&self) -> Option<u64> {
+        self.chunk
+    }
+
+    /// How many times a worker started it (counting the current run).
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
     }
 }
 
@@ -108,6 +133,8 @@ impl std::error::Error for Refused {}
 
 struct State<P> {
     queued: VecDeque<Task<P>>,
+    /// Failed tasks waiting out their back-off before they are queued again.
+    delayed: Vec<(Instant, Task<P>)>,
     outstanding: usize,
     closed: bool,
     halt: Option<Halt>,
@@ -132,7 +159,10 @@ pub(crate) struct Scheduler<P> {
     /// How many worker slots share the queue (a burst of single tasks is split by it).
     slots: usize,
     retries: u32,
+    error_retries: u32,
+    back_off: Duration,
     counters: Counters,
+    events: Events,
 }
 
 impl<P> Scheduler<P> {
@@ -142,6 +172,7 @@ impl<P> Scheduler<P> {
         Scheduler {
             state: Mutex::new(State {
                 queued: VecDeque::new(),
+                delayed: Vec::new(),
                 outstanding: 0,
                 closed: false,
                 halt: None,
@@ -151,8 +182,36 @@ impl<P> Scheduler<P> {
             next_id: AtomicU64::new(1),
             slots: slots.max(1),
             retries,
+            error_retries: 0,
+            back_off: ERROR_BACK_OFF,
             counters: Counters::default(),
+            events: Events::default(),
         }
+    }
+
+    /// Reports retries (`task_retried`) to `events`.
+    pub(crate) fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    fn retried(&self, task: &Task<P>, error: &TaskError, delay: Duration) {
+        self.counters.retried.fetch_add(1, Ordering::Relaxed);
+        self.events.emit(|| Event::TaskRetried {
+            id: task.id,
+            attempt: task.attempts,
+            reason: error.kind(),
+            delay_ms: millis(delay),
+        });
+    }
+
+    /// Also runs again, up to `retries` times, a task that trapped or timed out, each time
+    /// after a jittered back-off that starts at `back_off` and doubles (a failure caused by
+    /// something outside, a busy service, a full disk, gets time to clear).
+    pub(crate) fn with_error_retries(mut self, retries: u32, back_off: Duration) -> Self {
+        self.error_retries = retries;
+        self.back_off = back_off;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State<P>> {
@@ -181,6 +240,8 @@ impl<P> Scheduler<P> {
             state.queued.push_back(Task {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 attempts: 0,
+                lost: 0,
+                errored: 0,
                 chunk,
                 cell,
                 payload,
@@ -201,6 +262,7 @@ impl<P> Scheduler<P> {
             if state.halt.is_some() {
                 return None;
             }
+            let next_due = release_due(&mut state);
             if let Some(first) = state.queued.pop_front() {
                 let chunk = first.chunk;
                 let mut tasks = VecDeque::from([first]);
@@ -217,10 +279,17 @@ impl<P> Scheduler<P> {
                     running: false,
                 });
             }
-            if state.closed {
-                return None;
-            }
-            state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            state = match next_due {
+                Some(due) => {
+                    let wait = due.saturating_duration_since(Instant::now());
+                    self.work
+                        .wait_timeout(state, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None if state.closed => return None,
+                None => self.work.wait(state).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -237,7 +306,7 @@ impl<P> Scheduler<P> {
     pub(crate) fn complete(&self, job: &mut Job<P>, result: TaskResult) {
         if let Some(task) = job.tasks.pop_front() {
             job.running = false;
-            self.finish(task, result);
+            self.settle(task, result);
             self.start(job);
         }
     }
@@ -250,7 +319,7 @@ impl<P> Scheduler<P> {
             && let Some(task) = job.tasks.pop_front()
         {
             match end {
-                WorkerEnd::TimedOut => self.finish(task, Err(TaskError::TimedOut)),
+                WorkerEnd::TimedOut => self.settle(task, Err(TaskError::TimedOut)),
                 WorkerEnd::Lost => self.lose(task),
             }
         }
@@ -262,8 +331,14 @@ impl<P> Scheduler<P> {
         let terminated = self.lock().halt == Some(Halt::Terminated);
         if terminated {
             self.finish(task, Err(TaskError::Terminated));
-        } else if task.attempts <= self.retries {
-            self.counters.retried.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        task.lost += 1;
+        if task.lost <= self.retries {
+            let error = TaskError::WorkerLost {
+                attempts: task.attempts,
+            };
+            self.retried(&task, &error, Duration::ZERO);
             // Retried alone: a chunk's other tasks must not wait for it.
             task.chunk = None;
             self.requeue(vec![task]);
@@ -271,6 +346,34 @@ impl<P> Scheduler<P> {
             let attempts = task.attempts;
             self.finish(task, Err(TaskError::WorkerLost { attempts }));
         }
+    }
+
+    /// A started task ended with `result`: a trap or a timeout is retried after a back-off
+    /// while the task's error retries last; anything else is its result.
+    fn settle(&self, mut task: Task<P>, result: TaskResult) {
+        let retriable = matches!(result, Err(TaskError::Trapped(_) | TaskError::TimedOut));
+        if !retriable || task.errored >= self.error_retries {
+            self.finish(task, result);
+            return;
+        }
+        let mut state = self.lock();
+        if let Some(halt) = &state.halt {
+            let error = halt.error();
+            drop(state);
+            self.finish(task, Err(error));
+            return;
+        }
+        task.errored += 1;
+        task.chunk = None;
+        let delay = back_off(self.back_off, task.errored);
+        if let Err(error) = &result {
+            tracing::debug!(task = task.id, ?delay, %error, "retrying a failed task");
+            self.retried(&task, error, delay);
+        }
+        state.delayed.push((Instant::now() + delay, task));
+        drop(state);
+        // A slot waiting without a deadline must learn of the new one.
+        self.work.notify_all();
     }
 
     /// Puts tasks back at the front of the queue, in order; fails them if the pool halted.
@@ -302,7 +405,7 @@ impl<P> Scheduler<P> {
             &self.counters.failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        task.cell.complete(result);
+        task.cell.complete(result, task.attempts);
         let mut state = self.lock();
         state.outstanding -= 1;
         if state.outstanding == 0 {
@@ -341,7 +444,8 @@ impl<P> Scheduler<P> {
         }
         let error = halt.error();
         state.halt = Some(halt);
-        let queued: Vec<Task<P>> = state.queued.drain(..).collect();
+        let mut queued: Vec<Task<P>> = state.queued.drain(..).collect();
+        queued.extend(state.delayed.drain(..).map(|(_, task)| task));
         drop(state);
         self.work.notify_all();
         for task in queued {
@@ -352,7 +456,8 @@ impl<P> Scheduler<P> {
     /// Whether a worker slot should stop: halted, or closed with nothing queued.
     pub(crate) fn is_finished(&self) -> bool {
         let state = self.lock();
-        state.halt.is_some() || (state.closed && state.queued.is_empty())
+        state.halt.is_some()
+            || (state.closed && state.queued.is_empty() && state.delayed.is_empty())
     }
 
     /// Sleeps for `delay` before a slot's next start attempt; termination wakes it.
@@ -389,6 +494,32 @@ impl<P> Scheduler<P> {
             duplicates: 0,
         }
     }
+}
+
+/// Moves the delayed tasks whose back-off is over to the front of the queue (oldest due
+/// first); when the next of the others is due.
+fn release_due<P>(state: &mut State<P>) -> Option<Instant> {
+    if state.delayed.is_empty() {
+        return None;
+    }
+    let now = Instant::now();
+    state.delayed.sort_by_key(|(due, _)| *due);
+    let ready = state.delayed.partition_point(|(due, _)| *due <= now);
+    for (_, task) in state.delayed.drain(..ready).rev() {
+        state.queued.push_front(task);
+    }
+    state.delayed.first().map(|(due, _)| *due)
+}
+
+/// The wait before error retry number `retry` (from 1): `base` doubled per retry, capped
+/// at [`MAX_BACK_OFF`], then a uniformly random part of its second half taken off, so that
+/// tasks failing together do not come back together.
+fn back_off(base: Duration, retry: u32) -> Duration {
+    let full = base
+        .saturating_mul(1 << retry.saturating_sub(1).min(20))
+        .min(MAX_BACK_OFF);
+    let half = full / 2;
+    half + half.mul_f64(fastrand::f64())
 }
 
 #[cfg(test)]
@@ -492,6 +623,79 @@ mod tests {
         assert_eq!(results[0].get(), Err(TaskError::TimedOut));
         assert_eq!(s.stats().retried, 0);
         assert_eq!(ids(&s.next_job().unwrap()), [2]);
+    }
+
+    #[test]
+    fn traps_and_timeouts_are_retried_after_a_back_off_when_asked_for() {
+        let s = Scheduler::new(1, 0).with_error_retries(2, Duration::from_millis(20));
+        let results = s.submit(vec![1, 2], false).unwrap();
+        let mut job = s.next_job().unwrap();
+        s.start(&mut job);
+        let failed_at = Instant::now();
+        s.complete(&mut job, Err(TaskError::Trapped("t".into())));
+        // Task 2 runs meanwhile; task 1 comes back only after its back-off (10–20 ms).
+        assert_eq!(ids(&job), [2]);
+        s.complete(&mut job, ok(2));
+        let mut job = s.next_job().unwrap();
+        assert!(failed_at.elapsed() >= Duration::from_millis(10));
+        assert_eq!(ids(&job), [1]);
+        s.start(&mut job);
+        s.worker_ended(job, WorkerEnd::TimedOut);
+        let mut job = s.next_job().unwrap();
+        s.start(&mut job);
+        // The third failure exhausts error_retries = 2 and is the result.
+        s.complete(&mut job, Err(TaskError::Trapped("again".into())));
+        assert_eq!(results[0].get(), Err(TaskError::Trapped("again".into())));
+        assert_eq!(results[0].attempts(), 3);
+        assert_eq!(results[1].attempts(), 1);
+        assert_eq!(s.stats().retried, 2);
+        assert!(s.wait_idle(Some(Duration::ZERO)));
+    }
+
+    #[test]
+    fn a_closed_pool_waits_for_tasks_in_back_off_and_terminate_fails_them() {
+        let s = Scheduler::new(1, 0).with_error_retries(1, Duration::from_secs(60));
+        let results = s.submit(vec![1], false).unwrap();
+        s.close();
+        let mut job = s.next_job().unwrap();
+        s.start(&mut job);
+        s.complete(&mut job, Err(TaskError::TimedOut));
+        // Waiting out a minute-long back-off: the slots must not end.
+        assert!(!s.is_finished());
+        s.terminate();
+        assert_eq!(results[0].get(), Err(TaskError::Terminated));
+        assert!(s.is_finished() && s.next_job().is_none());
+    }
+
+    #[test]
+    fn lost_workers_and_errors_have_separate_budgets_and_other_errors_are_final() {
+        let s = Scheduler::new(1, 1).with_error_retries(1, Duration::ZERO);
+        let results = s.submit(vec![1, 2], false).unwrap();
+        let mut job = s.next_job().unwrap();
+        s.start(&mut job);
+        s.worker_ended(job, WorkerEnd::Lost);
+        let mut job = s.next_job().unwrap();
+        assert_eq!(ids(&job), [2, 1]);
+        s.start(&mut job);
+        // An exit is the guest's answer, not a transient failure.
+        s.complete(&mut job, Err(TaskError::Exited(3)));
+        s.complete(&mut job, Err(TaskError::Trapped("t".into())));
+        let mut job = s.next_job().unwrap();
+        s.start(&mut job);
+        s.worker_ended(job, WorkerEnd::Lost);
+        assert_eq!(results[1].get(), Err(TaskError::Exited(3)));
+        assert_eq!(results[0].get(), Err(TaskError::WorkerLost { attempts: 3 }));
+    }
+
+    #[test]
+    fn back_off_doubles_is_jittered_into_its_upper_half_and_is_capped() {
+        let base = Duration::from_millis(100);
+        for retry in 1..=4 {
+            let full = base * (1 << (retry - 1));
+            let wait = back_off(base, retry);
+            assert!(wait >= full / 2 && wait <= full, "{retry}: {wait:?}");
+        }
+        assert!(back_off(base, 40) <= MAX_BACK_OFF);
     }
 
     #[test]

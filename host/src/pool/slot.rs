@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tracing::{debug, warn};
 
+use crate::events::{self, millis};
 use crate::exit::ExitStatus;
 use crate::link::conn::{Event, HELLO_TIMEOUT};
 use crate::link::live::{LiveWorker, TIMEOUT_GRACE};
@@ -75,7 +76,12 @@ fn run_slot(shared: &Shared, index: usize) {
                 return;
             };
             match worker.run_job(shared, job) {
-                Some(alive) if alive.recycle => {
+                Some(alive) if alive.recycle.is_some() => {
+                    let (pid, reason) = (alive.worker.pid(), alive.recycle.unwrap_or_default());
+                    shared
+                        .runtime
+                        .events()
+                        .emit(|| events::Event::WorkerRecycled { pid, reason });
                     alive.shut_down(shared);
                     break;
                 }
@@ -91,9 +97,9 @@ struct SlotWorker {
     index: usize,
     worker: LiveWorker,
     tasks_run: u64,
-    /// Replace the process after this job: it trapped, timed out, grew too large or ran
-    /// its share of tasks.
-    recycle: bool,
+    /// Replace the process after this job, and why (as `worker_recycled` says): it
+    /// trapped or timed out, grew too large or ran its share of tasks.
+    recycle: Option<&'static str>,
 }
 
 impl SlotWorker {
@@ -121,11 +127,16 @@ impl SlotWorker {
             index,
             worker,
             tasks_run: 0,
-            recycle: false,
+            recycle: None,
         };
         match slot.handshake(shared) {
             Ok(()) => {
-                debug!(slot = index, pid = slot.worker.pid(), "pool worker ready");
+                let pid = slot.worker.pid();
+                debug!(slot = index, pid, "pool worker ready");
+                shared
+                    .runtime
+                    .events()
+                    .emit(|| events::Event::WorkerStarted { slot: index, pid });
                 Ok(slot)
             }
             Err(reason) => {
@@ -171,6 +182,7 @@ impl SlotWorker {
             export: export.clone(),
             args: args.clone(),
             timeout_ms: timeout.map(protocol::millis),
+            chunk: None,
         }]);
         conn.send(&job)
             .map_err(|e| format!("the worker died before its initializer: {e}"))?;
@@ -210,6 +222,7 @@ impl SlotWorker {
                     .timeout
                     .or(timeout)
                     .map(protocol::millis),
+                chunk: task.chunk(),
             })
             .collect();
         if self.worker.conn.send(&ToWorker::Job(specs)).is_err() {
@@ -218,6 +231,7 @@ impl SlotWorker {
         }
         scheduler.start(&mut job);
         let mut started = Instant::now();
+        self.task_started(shared, &job);
         while let Some(current) = job.current() {
             let limit = current.payload().call.timeout.or(timeout);
             let deadline = limit.map(|t| started + t + TIMEOUT_GRACE);
@@ -233,16 +247,30 @@ impl SlotWorker {
                 }) => {
                     debug_assert_eq!(current.id(), id, "workers answer tasks in order");
                     self.tasks_run += 1;
-                    self.recycle |= matches!(outcome, Outcome::Trapped(_) | Outcome::TimedOut);
-                    self.recycle |= shared.config.max_memory_kb.is_some_and(|max| rss_kb > max);
+                    if matches!(outcome, Outcome::Trapped(_) | Outcome::TimedOut) {
+                        self.recycle = Some("task_failed");
+                    } else if shared.config.max_memory_kb.is_some_and(|max| rss_kb > max) {
+                        self.recycle = self.recycle.or(Some("memory"));
+                    }
                     let result = to_result(current.payload(), outcome);
+                    self.task_ended(shared, &job, started, result.as_ref().err());
                     scheduler.complete(&mut job, result);
                     started = Instant::now();
+                    self.task_started(shared, &job);
                 }
                 // Blocked in a host call, or not answering: the epoch trap could not stop
                 // it. The task timed out.
-                Ok(Event::Deadline) => return self.ended(shared, job, WorkerEnd::TimedOut),
-                Ok(Event::Closed) => return self.ended(shared, job, WorkerEnd::Lost),
+                Ok(Event::Deadline) => {
+                    let error = TaskError::TimedOut;
+                    self.task_ended(shared, &job, started, Some(&error));
+                    return self.ended(shared, job, WorkerEnd::TimedOut);
+                }
+                Ok(Event::Closed) => {
+                    let attempts = job.current().map_or(0, |t| t.attempts());
+                    let error = TaskError::WorkerLost { attempts };
+                    self.task_ended(shared, &job, started, Some(&error));
+                    return self.ended(shared, job, WorkerEnd::Lost);
+                }
                 Ok(other @ (Event::Finished(_) | Event::Ready)) => {
                     warn!(
                         pid = self.worker.pid(),
@@ -256,11 +284,57 @@ impl SlotWorker {
                 }
             }
         }
-        self.recycle |= shared
+        if shared
             .config
             .max_tasks_per_worker
-            .is_some_and(|max| self.tasks_run >= max);
+            .is_some_and(|max| self.tasks_run >= max)
+        {
+            self.recycle = self.recycle.or(Some("max_tasks"));
+        }
         Some(self)
+    }
+
+    /// The job's current task (if any) is now running in this worker.
+    fn task_started(&self, shared: &Shared, job: &Job<LocalTask>) {
+        if let Some(task) = job.current() {
+            shared.runtime.events().emit(|| events::Event::TaskStarted {
+                id: task.id(),
+                export: task.payload().call.export.clone(),
+                worker: self.worker.pid(),
+                attempt: task.attempts(),
+            });
+        }
+    }
+
+    /// The job's current task, started at `started`, ended: returned, or with `error`.
+    fn task_ended(
+        &self,
+        shared: &Shared,
+        job: &Job<LocalTask>,
+        started: Instant,
+        error: Option<&TaskError>,
+    ) {
+        let Some(task) = job.current() else {
+            return;
+        };
+        let (id, worker, attempt) = (task.id(), self.worker.pid(), task.attempts());
+        let duration_ms = millis(started.elapsed());
+        shared.runtime.events().emit(|| match error {
+            None => events::Event::TaskDone {
+                id,
+                worker,
+                attempt,
+                duration_ms,
+            },
+            Some(error) => events::Event::TaskFailed {
+                id,
+                worker,
+                attempt,
+                duration_ms,
+                reason: error.kind(),
+                error: error.to_string(),
+            },
+        });
     }
 
     /// The worker ended (or must be stopped) while holding `job`: kill, reap, and let the
@@ -271,6 +345,14 @@ impl SlotWorker {
         let task = job.current().map(|t| t.id());
         let status = self.reap(shared);
         debug!(pid, %status, ?task, ?end, "pool worker ended mid-job");
+        let reason = match end {
+            WorkerEnd::TimedOut => "timed_out",
+            WorkerEnd::Lost => "lost",
+        };
+        shared
+            .runtime
+            .events()
+            .emit(|| events::Event::WorkerLost { pid, reason });
         shared.scheduler.worker_ended(job, end);
         None
     }
@@ -284,7 +366,12 @@ impl SlotWorker {
                 .next_event(Some(Instant::now() + SHUTDOWN_GRACE));
         }
         self.worker.kill();
+        let pid = self.worker.pid();
         self.reap(shared);
+        shared
+            .runtime
+            .events()
+            .emit(|| events::Event::WorkerStopped { pid });
     }
 
     /// Waits for the process (after it exited or was killed) and forgets it.

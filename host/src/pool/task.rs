@@ -7,6 +7,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use wasmtime::component::Val;
 
+use crate::value::from::{FromVal, TypeMismatch, from_results};
+
 /// Why a pool task produced no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -53,6 +55,51 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
+impl TaskError {
+    /// A stable one-word name of the failure, for machine-readable records (`wasmp pool`'s
+    /// dead letters and events): `trapped`, `timed_out`, `worker_lost`, `exited`, `failed`,
+    /// `terminated` or `not_ready`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskError::Trapped(_) => "trapped",
+            TaskError::TimedOut => "timed_out",
+            TaskError::WorkerLost { .. } => "worker_lost",
+            TaskError::Exited(_) => "exited",
+            TaskError::Failed(_) => "failed",
+            TaskError::Terminated => "terminated",
+            TaskError::NotReady => "not_ready",
+        }
+    }
+}
+
+/// Why [`AsyncResult::get_as`] gave no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GetAsError {
+    /// The task failed.
+    Task(TaskError),
+    /// The task succeeded, but its results are not the type asked for.
+    Type(TypeMismatch),
+}
+
+impl fmt::Display for GetAsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetAsError::Task(error) => error.fmt(f),
+            GetAsError::Type(mismatch) => write!(f, "the task's result: {mismatch}"),
+        }
+    }
+}
+
+impl std::error::Error for GetAsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GetAsError::Task(error) => Some(error),
+            GetAsError::Type(mismatch) => Some(mismatch),
+        }
+    }
+}
+
 /// What a finished task gives.
 pub type TaskResult = Result<Vec<Val>, TaskError>;
 
@@ -67,6 +114,8 @@ pub(crate) struct ResultCell {
 #[derive(Default)]
 struct CellState {
     result: Option<TaskResult>,
+    /// How many times the task was started, once it is done.
+    attempts: u32,
     callbacks: Vec<Callback>,
     notify: Option<(Sender<(usize, TaskResult)>, usize)>,
 }
@@ -83,9 +132,9 @@ impl ResultCell {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the result; a second completion is ignored (and reported), so no result is
-    /// ever delivered twice.
-    pub(crate) fn complete(&self, result: TaskResult) {
+    /// Records the result of a task started `attempts` times; a second completion is
+    /// ignored (and reported), so no result is ever delivered twice.
+    pub(crate) fn complete(&self, result: TaskResult, attempts: u32) {
         let mut state = self.lock();
         if state.result.is_some() {
             tracing::error!("a task was completed twice; the second result is dropped");
@@ -94,6 +143,7 @@ impl ResultCell {
         let callbacks = std::mem::take(&mut state.callbacks);
         let notify = state.notify.take();
         state.result = Some(result.clone());
+        state.attempts = attempts;
         drop(state);
         self.done.notify_all();
         for callback in callbacks {
@@ -106,6 +156,10 @@ impl ResultCell {
 
     pub(crate) fn is_done(&self) -> bool {
         self.lock().result.is_some()
+    }
+
+    fn attempts(&self) -> u32 {
+        self.lock().attempts
     }
 
     /// Sends `(index, result)` on `sender` once done (at once if already done).
@@ -165,6 +219,25 @@ impl AsyncResult {
     /// The [`TaskError`] that ended the task.
     pub fn get(&self) -> TaskResult {
         self.cell.wait(None).expect("waiting without a deadline")
+    }
+
+    /// Waits for the task and converts what its export returned: one result as `T`, none
+    /// as `()`, several as a tuple (`r.get_as::<u64>()`, `r.get_as::<(String, bool)>()`).
+    ///
+    /// # Errors
+    ///
+    /// [`GetAsError::Task`] with the [`TaskError`] that ended the task, or
+    /// [`GetAsError::Type`] when the results are not a `T` (nothing is converted loosely: a
+    /// `u32` result is not a `u64`).
+    pub fn get_as<T: FromVal>(&self) -> Result<T, GetAsError> {
+        let values = self.get().map_err(GetAsError::Task)?;
+        from_results(&values).map_err(GetAsError::Type)
+    }
+
+    /// How many times the task was started: 1, more when it was retried, 0 when it never
+    /// ran (the pool was terminated or broken first) or is not done yet.
+    pub fn attempts(&self) -> u32 {
+        self.cell.attempts()
     }
 
     /// Waits at most `timeout`: Python's `get(timeout)`.

@@ -16,6 +16,7 @@ use rustix::process::Signal;
 use tracing::{debug, warn};
 use wasmtime::component::Val;
 
+use crate::events::Event;
 use crate::exit::ExitStatus;
 use crate::grants::Grants;
 use crate::grants::dir::DirGrant;
@@ -316,7 +317,13 @@ impl Process {
             deadline: self.grants.get_timeout().map(|t| Instant::now() + t),
             queues: self.grants.queues().clone(),
             host: self.component.host_calls(),
+            events: runtime.events().clone(),
         };
+        link.queues.attach_events(runtime.events());
+        runtime.events().emit(|| Event::ProcessStarted {
+            name: self.name.clone(),
+            pid,
+        });
         let monitor = Monitor::start(spawned, spec, link, shared.clone())?;
         self.running = Some(Running {
             pid,

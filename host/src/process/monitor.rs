@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tracing::{debug, warn};
 
+use crate::events::{self, Events, millis};
 use crate::exit::ExitStatus;
 use crate::link::conn::Event;
 use crate::link::host::HostCalls;
@@ -28,12 +29,15 @@ pub(crate) struct WorkerLink {
     pub(crate) queues: QueueGrants,
     /// Answers the component's host-function calls, if it imports any.
     pub(crate) host: Option<Arc<dyn HostCalls>>,
+    pub(crate) events: Events,
 }
 
 pub(crate) struct Monitor {
     deadline: Option<Instant>,
     worker: LiveWorker,
     shared: Arc<Shared>,
+    events: Events,
+    started: Instant,
 }
 
 impl Monitor {
@@ -63,6 +67,8 @@ impl Monitor {
             deadline: link.deadline,
             worker,
             shared,
+            events: link.events,
+            started: Instant::now(),
         };
         std::thread::Builder::new()
             .name(format!("wasmp-monitor-{pid}"))
@@ -87,6 +93,15 @@ impl Monitor {
             reaped.status = ExitStatus::TimedOut;
         }
         debug!(name = %name, pid, status = %reaped.status, "worker reaped");
+        self.events.emit(|| events::Event::ProcessExited {
+            name,
+            pid,
+            status: reaped.status.to_string(),
+            code: reaped.status.code(),
+            duration_ms: millis(self.started.elapsed()),
+            timed_out,
+            peak_memory_kb: reaped.peak_memory_kb,
+        });
         let results = match outcome {
             Some(Outcome::Returned(results)) => Some(results),
             _ => None,

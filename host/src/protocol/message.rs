@@ -15,7 +15,7 @@ use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
 
 /// Bumped whenever a message changes shape; a worker program of another version is refused.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// The most a host call's encoded arguments, or its encoded results, may weigh. Checked by
 /// whichever side encodes them (the worker for arguments, the host for results), so that a
@@ -123,6 +123,9 @@ pub(crate) struct TaskSpec {
     /// Arguments in WAVE syntax, type-checked by the host.
     pub(crate) args: Vec<String>,
     pub(crate) timeout_ms: Option<u64>,
+    /// Tasks of one `map` chunk (consecutive in a job, with the same number) run in one
+    /// instance, as a Python pool's chunk runs in one interpreter.
+    pub(crate) chunk: Option<u64>,
 }
 
 /// Everything a worker needs to run one guest.

@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::QueueError;
+use crate::events::Events;
 
 /// Where one named queue's messages live, and how they move. Implementations block in
 /// `put`/`get` as [`Wait`] says, and keep FIFO order, the capacity, and close-then-drain.
@@ -41,6 +42,12 @@ pub(crate) trait QueueBackend: Send + Sync + fmt::Debug {
 
     /// No more puts; getters drain what is left, then see `Closed`.
     fn close(&self);
+
+    /// Reports this queue's closing and draining to `events` (the first runtime that
+    /// grants the queue); a backend without such moments ignores it.
+    fn attach_events(&self, events: &Events) {
+        let _ = events;
+    }
 
     /// How many messages wait.
     fn len(&self) -> usize;

@@ -9,10 +9,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::QueueError;
+use crate::events::{Event, Events};
 use crate::queue::backend::{QueueBackend, QueueStats, Wait};
 
 /// A batch (`get-many`) stops growing past this many bytes, so that one frame stays small
@@ -33,6 +34,7 @@ pub(crate) struct QueueCore {
     not_full: Condvar,
     puts: AtomicU64,
     gets: AtomicU64,
+    events: OnceLock<Events>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +42,8 @@ struct State {
     items: VecDeque<Vec<u8>>,
     bytes: usize,
     closed: bool,
+    /// `queue_drained` was reported.
+    drained: bool,
 }
 
 impl QueueCore {
@@ -53,6 +57,20 @@ impl QueueCore {
             not_full: Condvar::new(),
             puts: AtomicU64::new(0),
             gets: AtomicU64::new(0),
+            events: OnceLock::new(),
+        }
+    }
+
+    /// Whether this is the moment the closed queue became empty (reported once).
+    fn just_drained(state: &mut State) -> bool {
+        let now = state.closed && state.items.is_empty() && !state.drained;
+        state.drained |= now;
+        now
+    }
+
+    fn emit(&self, make: impl FnOnce() -> Event) {
+        if let Some(events) = self.events.get() {
+            events.emit(make);
         }
     }
 
@@ -203,7 +221,13 @@ impl QueueBackend for QueueCore {
             taken.push(message);
         }
         let closed_and_drained = state.closed && state.items.is_empty();
+        let just_drained = Self::just_drained(&mut state);
         drop(state);
+        if just_drained {
+            self.emit(|| Event::QueueDrained {
+                queue: self.name.clone(),
+            });
+        }
         self.gets.fetch_add(taken.len() as u64, Ordering::Relaxed);
         if self.capacity.is_some() {
             self.not_full.notify_all();
@@ -230,9 +254,29 @@ impl QueueBackend for QueueCore {
 
     /// No more puts; getters drain what is left, then see `Closed`.
     fn close(&self) {
-        self.lock().closed = true;
+        let mut state = self.lock();
+        let newly = !state.closed;
+        state.closed = true;
+        let waiting = state.items.len();
+        let just_drained = Self::just_drained(&mut state);
+        drop(state);
         self.not_empty.notify_all();
         self.not_full.notify_all();
+        if newly {
+            self.emit(|| Event::QueueClosed {
+                queue: self.name.clone(),
+                waiting,
+            });
+        }
+        if just_drained {
+            self.emit(|| Event::QueueDrained {
+                queue: self.name.clone(),
+            });
+        }
+    }
+
+    fn attach_events(&self, events: &Events) {
+        let _ = self.events.set(events.clone());
     }
 
     fn len(&self) -> usize {

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::QueueError;
+use crate::events::Events;
 use crate::queue::backend::{QueueBackend, QueueStats, Wait};
 use crate::queue::broker::QueueCore;
 
@@ -271,6 +272,13 @@ impl QueueGrants {
                     .insert(queue.name().to_string(), queue.backend().clone());
                 Ok(())
             }
+        }
+    }
+
+    /// Reports the granted queues' closing and draining to `events`.
+    pub(crate) fn attach_events(&self, events: &Events) {
+        for queue in self.queues.values() {
+            queue.attach_events(events);
         }
     }
 

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use wasmtime::Engine;
 
 use crate::engine::{EngineOptions, new_engine};
+use crate::events::{Event, Events, Subscribers};
 use crate::hostfn::{HostInterface, HostInterfaces};
 use crate::link::spawn::Spawned;
 use crate::link::standby::Standby;
@@ -48,6 +49,7 @@ struct Inner {
     worker_program: PathBuf,
     /// The embedder's own interfaces, served to the guests that import them.
     host_interfaces: HostInterfaces,
+    events: Events,
     /// The cluster to connect to, connected on first use.
     #[cfg(feature = "cluster")]
     cluster_settings: Option<crate::cluster::ClusterBuilder>,
@@ -72,6 +74,7 @@ pub struct RuntimeBuilder {
     worker_program: Option<PathBuf>,
     standby: usize,
     host_interfaces: Vec<HostInterface>,
+    subscribers: Subscribers,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterBuilder>,
 }
@@ -129,6 +132,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Calls `subscriber` with every [`Event`] of this runtime's processes and pools: what
+    /// `--events` writes and `--metrics` counts. It runs on the thread where the event
+    /// happened (a process's monitor, a pool slot), so it must be quick and must not
+    /// block; send the event to a channel to do more.
+    pub fn on_event(mut self, subscriber: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.subscribers.0.push(Arc::new(subscriber));
+        self
+    }
+
     /// Builds the runtime.
     ///
     /// # Errors
@@ -149,6 +161,7 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 standby: Standby::new(self.standby, worker_program.clone()),
+                events: Events::new(self.subscribers),
                 engine: new_engine(EngineOptions::default())?,
                 fuel_engine: OnceLock::new(),
                 cache,
@@ -237,6 +250,11 @@ impl Runtime {
 
     pub(crate) fn cache(&self) -> &CompileCache {
         &self.inner.cache
+    }
+
+    /// Where this runtime's events go.
+    pub(crate) fn events(&self) -> &Events {
+        &self.inner.events
     }
 
     pub(crate) fn worker_program(&self) -> &Path {

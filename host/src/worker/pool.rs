@@ -2,7 +2,8 @@
 //!
 //! Compiled components stay loaded (and pre-linked) across tasks, so a task costs an
 //! instantiation, not a process start; a fresh `Store` per task means no guest state leaks
-//! from one task to the next.
+//! from one task to the next. The tasks of one `map` chunk share an instance (as the items
+//! of a Python chunk share an interpreter): a chunk, not an item, costs an instantiation.
 
 use std::time::Duration;
 
@@ -31,13 +32,16 @@ pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
                 // Results of quick tasks travel together; the deadline thread sends any
                 // that waited FLUSH_AFTER while a slower task runs.
                 let count = tasks.len();
+                let chunks: Vec<Option<u64>> = tasks.iter().map(|t| t.chunk).collect();
                 for (i, task) in tasks.into_iter().enumerate() {
                     let entry = Entry::Invoke {
                         export: task.export,
                         args: task.args,
                     };
                     let timeout = task.timeout_ms.map(Duration::from_millis);
-                    let outcome = runner.run(grants, &task.cwasm, &entry, timeout, channel);
+                    // The next task of the same chunk continues in this task's instance.
+                    let share = task.chunk.is_some() && chunks.get(i + 1) == Some(&task.chunk);
+                    let outcome = runner.run(grants, &task.cwasm, &entry, timeout, channel, share);
                     let done = ToHost::TaskDone {
                         id: task.id,
                         outcome,

@@ -139,6 +139,9 @@ impl Runner {
 
     /// Runs one guest entry; the channel serves its queue calls. A fresh instance each
     /// time, unless the pool asked for instance reuse.
+    ///
+    /// With `share`, the instance is kept for the next call (the next task of a `map`
+    /// chunk) if this one returns.
     pub(crate) fn run(
         &mut self,
         grants: &Grants,
@@ -146,8 +149,9 @@ impl Runner {
         entry: &Entry,
         timeout: Option<Duration>,
         channel: &Channel,
+        share: bool,
     ) -> Outcome {
-        self.try_run(grants, cwasm, entry, timeout, channel)
+        self.try_run(grants, cwasm, entry, timeout, channel, share)
             .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}")))
     }
 
@@ -158,6 +162,7 @@ impl Runner {
         entry: &Entry,
         timeout: Option<Duration>,
         channel: &Channel,
+        share: bool,
     ) -> Result<Outcome> {
         let (mut store, instance) = match self.kept.take() {
             Some(kept) if kept.cwasm == cwasm => (kept.store, Some(kept.instance)),
@@ -181,7 +186,7 @@ impl Runner {
                 };
                 let found = self.export(cwasm, &mut store, instance, export)?;
                 let outcome = call_export(&mut store, instance, &found, args);
-                if self.reuse_instances && matches!(outcome, Ok(Outcome::Returned(_))) {
+                if (self.reuse_instances || share) && matches!(outcome, Ok(Outcome::Returned(_))) {
                     self.kept = Some(Kept {
                         cwasm: cwasm.to_path_buf(),
                         store,
@@ -275,6 +280,7 @@ pub(crate) fn run_guest(
         &spec.entry,
         spec.timeout_ms.map(Duration::from_millis),
         channel,
+        false,
     ))
 }
 

@@ -1,4 +1,5 @@
-//! Exports for pool tests: trivial, CPU-bound, stateful, slow, trapping and blocking tasks.
+//! Exports for pool tests: trivial, CPU-bound, stateful, slow, trapping, flaky and blocking
+//! tasks.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -21,6 +22,7 @@ wasmp_guest::wit_bindgen::generate!({
             export block-on: func(queue: string);
             export grow: func(mib: u32) -> u32;
             export setup: func(fail: bool);
+            export trap-while-queued: func(queue: string) -> u32;
         }
     ",
     runtime_path: "wasmp_guest::wit_bindgen::rt",
@@ -87,6 +89,15 @@ impl Guest for Probe {
         let block = vec![1u8; mib as usize * 1024 * 1024];
         std::hint::black_box(&block);
         block.len() as u32 / (1024 * 1024)
+    }
+
+    /// Fails (traps) while `queue` holds messages, taking one each time: a task that
+    /// succeeds on the attempt after the queue's last message, for retry tests.
+    fn trap_while_queued(queue: String) -> u32 {
+        match Queue::new(queue).try_get() {
+            Ok(Some(_)) => panic!("a message was queued: failing this attempt"),
+            _ => 7,
+        }
     }
 
     fn setup(fail: bool) {

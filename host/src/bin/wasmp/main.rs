@@ -4,6 +4,7 @@ mod check;
 mod cluster;
 mod common;
 mod new;
+mod observe;
 mod pipes;
 mod pool;
 mod run;

@@ -8,6 +8,7 @@ use clap::Args;
 use wasmp::{Input, Output, Process, Queue, Runtime};
 
 use crate::common::{ClusterTarget, GrantOptions, exit_code_of, parse_queue, report_failure};
+use crate::observe::ObserveOptions;
 use crate::pipes::PipeOptions;
 
 /// Run a component in a sandboxed worker process.
@@ -54,6 +55,9 @@ pub(crate) struct RunCommand {
     #[command(flatten)]
     pipes: PipeOptions,
 
+    #[command(flatten)]
+    observe: ObserveOptions,
+
     /// The component to run.
     #[arg(value_name = "COMPONENT")]
     component: PathBuf,
@@ -69,7 +73,8 @@ pub(crate) struct RunCommand {
 
 impl RunCommand {
     pub(crate) fn execute(self) -> Result<ExitCode> {
-        let runtime = Runtime::new()?;
+        let (runtime, observing) = self.observe.apply(Runtime::builder())?;
+        let runtime = runtime.build()?;
         let component = runtime.load(&self.component)?;
         let name = self
             .name
@@ -116,6 +121,7 @@ impl RunCommand {
         }
         for queue in &queues {
             process = process.queue(queue);
+            observing.watch(queue);
         }
         process.check()?;
         let pipes = self

@@ -8,6 +8,7 @@ use clap::Args;
 use wasmp::{ClusterHost, Runtime};
 
 use crate::common::{GrantOptions, NatsOptions, say};
+use crate::observe::ObserveOptions;
 
 /// Run a cluster's pool tasks on this machine's worker processes.
 ///
@@ -46,6 +47,9 @@ pub(crate) struct ServeCommand {
 
     #[command(flatten)]
     grants: GrantOptions,
+
+    #[command(flatten)]
+    observe: ObserveOptions,
 }
 
 impl ServeCommand {
@@ -53,7 +57,8 @@ impl ServeCommand {
         let grants = self.grants.grants();
         grants.check()?;
         let cluster = self.nats.connect()?;
-        let runtime = Runtime::new()?;
+        let (runtime, _observing) = self.observe.apply(Runtime::builder())?;
+        let runtime = runtime.build()?;
         let mut builder = ClusterHost::builder(&runtime, &cluster)
             .grants(grants)
             .ack_wait(self.ack_wait);

@@ -14,6 +14,7 @@ use wasmp::{
 };
 
 use crate::common::{GrantOptions, exit_code_of, relative_to, say};
+use crate::observe::ObserveOptions;
 use crate::pipes::PipeOptions;
 
 /// Run the processes described in a TOML file concurrently and join them all.
@@ -48,6 +49,9 @@ Example:
 pub(crate) struct UpCommand {
     #[command(flatten)]
     pipes: PipeOptions,
+
+    #[command(flatten)]
+    observe: ObserveOptions,
 
     /// The file describing the processes.
     #[arg(value_name = "FILE")]
@@ -98,7 +102,8 @@ impl UpCommand {
     pub(crate) fn execute(self) -> Result<ExitCode> {
         let manifest = load_manifest(&self.file)?;
         let base = self.file.parent().unwrap_or(Path::new("."));
-        let runtime = Runtime::new()?;
+        let (runtime, observing) = self.observe.apply(Runtime::builder())?;
+        let runtime = runtime.build()?;
         let output = if manifest.processes.len() > 1 {
             Output::Tagged
         } else {
@@ -119,6 +124,9 @@ impl UpCommand {
                 (entry.name.as_str(), builder.build())
             })
             .collect();
+        for queue in queues.values() {
+            observing.watch(queue);
+        }
         let mut components: HashMap<PathBuf, Component> = HashMap::new();
         let mut processes = Vec::new();
         for entry in &manifest.processes {
