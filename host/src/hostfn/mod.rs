@@ -272,8 +272,31 @@ impl HostInterfaces {
         self.interfaces.keys().cloned().collect()
     }
 
-    /// The interface serving the import `import`, if any.
+    /// The interface serving the import `import`, if any: the one registered under that
+    /// very name, else one registered without a version.
     pub(crate) fn serving(&self, import: &str) -> Option<&HostInterface> {
-        self.interfaces.values().find(|i| i.serves(import))
+        self.interfaces
+            .get(import)
+            .or_else(|| self.interfaces.values().find(|i| i.serves(import)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_is_served_by_its_exact_name_first_then_by_a_versionless_one() {
+        let interfaces = HostInterfaces::new(vec![
+            HostInterface::new("app:host/kv"),
+            HostInterface::new("app:host/kv@0.2.0"),
+        ])
+        .unwrap();
+        let name = |import| interfaces.serving(import).map(HostInterface::name);
+        assert_eq!(name("app:host/kv@0.2.0"), Some("app:host/kv@0.2.0"));
+        assert_eq!(name("app:host/kv@0.1.0"), Some("app:host/kv"));
+        assert_eq!(name("app:host/kv"), Some("app:host/kv"));
+        assert_eq!(name("app:host/kvx@0.1.0"), None);
+        assert_eq!(name("app:host/log"), None);
     }
 }
