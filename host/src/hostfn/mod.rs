@@ -183,8 +183,9 @@ impl HostCall<'_> {
         self.caller.pid
     }
 
-    /// The pool's number for the task that is calling (unique within its pool), or `None`
-    /// for a [`Process`](crate::Process) (or a pool's initializer).
+    /// The pool's id for the task that is calling (unique within its pool; the `id` of its
+    /// [`Event`](crate::Event)s), or `None` for a [`Process`](crate::Process) (or a pool's
+    /// initializer).
     pub fn task_id(&self) -> Option<u64> {
         self.caller.task
     }
