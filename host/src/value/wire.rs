@@ -311,3 +311,22 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod wave_tests {
+    use wasmtime::component::{Type, Val, wasm_wave};
+
+    /// Invoked exports' arguments and results still travel as WAVE: its lexer must not
+    /// recurse per character (the workspace optimises wasm-wave in debug builds too).
+    #[test]
+    fn wave_parses_a_long_string_on_a_small_stack() {
+        let text = wasm_wave::to_string(&Val::String("k".repeat(1 << 20))).unwrap();
+        let parsed = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || wasm_wave::from_str::<Val>(&Type::String, &text).is_ok())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(parsed);
+    }
+}
