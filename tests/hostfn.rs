@@ -221,6 +221,20 @@ fn a_plugin_calls_the_host_log_and_kv_and_the_host_sees_who_called() {
     assert_eq!(logged[0].worker, "pool-worker-0");
     assert!(logged[0].task.is_some(), "{logged:?}");
     assert!(host.store.lock().unwrap().contains_key("last-run-by-beta"));
+
+    // A map chunk runs its tasks in one instance: each call still names its own task.
+    let names = ["chunk-a", "chunk-b", "chunk-c"];
+    let results = pool.map(&plugin, "run", names, Some(3)).unwrap();
+    assert_eq!(results.len(), 3);
+    let tasks: std::collections::HashSet<_> = names
+        .iter()
+        .map(|name| {
+            let logged = host.seen(&format!("log info: {name} starting"));
+            assert_eq!(logged.len(), 1, "{logged:?}");
+            logged[0].task.expect("a pool task")
+        })
+        .collect();
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
 }
 
 #[test]
