@@ -238,6 +238,33 @@ fn a_plugin_calls_the_host_log_and_kv_and_the_host_sees_who_called() {
 }
 
 #[test]
+fn a_python_plugin_calls_the_host_too() {
+    let Some(path) = wasmp_artifacts::optional(
+        wasmp_artifacts::PY_HOST_PLUGIN,
+        "the Python host-function plugin",
+    ) else {
+        return;
+    };
+    let host = host();
+    host.store
+        .lock()
+        .unwrap()
+        .insert("greeting".into(), "hi".into());
+    let plugin = host.load(path);
+    let (process, status) = invoke(&plugin, r#"run("snake")"#, None);
+    assert_eq!(status, ExitStatus::Exited(0), "{status}");
+    let result = process.results_wave().unwrap().join("");
+    assert!(
+        result.starts_with("\"hi from snake (python, run "),
+        "{result}"
+    );
+    let logged = host.seen("log info: snake starting (python)");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(Some(logged[0].pid), process.pid());
+    assert!(host.store.lock().unwrap().contains_key("last-run-by-snake"));
+}
+
+#[test]
 fn every_kind_of_wit_value_crosses_to_the_host_and_back_unchanged() {
     let host = host();
     let plugin = host.load(HOST_PLUGIN);

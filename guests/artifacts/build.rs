@@ -55,6 +55,12 @@ const PYTHON_GUESTS: &[(&str, &str, &str, &str)] = &[
         "py_probe",
         "wasmp:programs-python/py-probe",
     ),
+    (
+        "PY_HOST_PLUGIN",
+        "guests/programs/python",
+        "host_plugin",
+        "wasmp:programs-python/py-host-plugin",
+    ),
 ];
 
 fn main() {
@@ -254,7 +260,8 @@ fn build_c(root: &Path, out: &Path) -> Toolchain {
 }
 
 /// Builds each Python guest into a component with componentize-py, against its world (in
-/// the source directory's `wit/`) and `wit/` (the `wasmp:worker` package), with the Python
+/// the source directory's `wit/`), `wit/` (the `wasmp:worker` package) and
+/// `guests/programs/wit` (the example embedder API `app:host`), with the Python
 /// guest SDK (`guests/sdk/python`) on its path. The builds run in parallel: each takes
 /// several seconds.
 fn build_python(root: &Path, out: &Path) -> Toolchain {
@@ -278,7 +285,8 @@ fn build_python(root: &Path, out: &Path) -> Toolchain {
             cmd.current_dir(root)
                 // No __pycache__ in the sources: it would retrigger this build script.
                 .env("PYTHONDONTWRITEBYTECODE", "1")
-                .args(["-d", "wit", "-d"])
+                // The example embedder API (`app:host`) too, for plugins that import it.
+                .args(["-d", "wit", "-d", "guests/programs/wit", "-d"])
                 .arg(format!("{source}/wit"))
                 .args(["-w", world, "componentize", "-p", source])
                 .args(["-p", "guests/sdk/python", module, "-o"])
