@@ -186,24 +186,32 @@ fn input_error_of(result: anyhow::Result<Component>) -> InputError {
         .clone()
 }
 
-#[test]
-fn a_plugin_calls_the_host_log_and_kv_and_the_host_sees_who_called() {
+/// Runs `run(name)` of a plugin in a process: it must greet with `greeting` and log
+/// `name starting` once, from its own pid. The process and that log line.
+#[track_caller]
+fn run_plugin(plugin: &Component, name: &str, greeting: &str) -> (Process, Seen) {
     let host = host();
     host.store
         .lock()
         .unwrap()
         .insert("greeting".into(), "hi".into());
-    let plugin = host.load(HOST_PLUGIN);
-
-    let (process, status) = invoke(&plugin, r#"run("alpha")"#, None);
+    let (process, status) = invoke(plugin, &format!("run({name:?})"), None);
     assert_eq!(status, ExitStatus::Exited(0), "{status}");
     let result = process.results_wave().unwrap().join("");
-    assert!(result.starts_with("\"hi from alpha (run "), "{result}");
-    let logged = host.seen("log info: alpha starting");
+    assert!(result.starts_with(greeting), "{result}");
+    let logged = host.seen(&format!("log info: {name} starting"));
     assert_eq!(logged.len(), 1, "{logged:?}");
-    assert_eq!(logged[0].worker, process.get_name());
     assert_eq!(Some(logged[0].pid), process.pid());
     assert_eq!(logged[0].task, None);
+    (process, logged[0].clone())
+}
+
+#[test]
+fn a_plugin_calls_the_host_log_and_kv_and_the_host_sees_who_called() {
+    let host = host();
+    let plugin = host.load(HOST_PLUGIN);
+    let (process, logged) = run_plugin(&plugin, "alpha", "\"hi from alpha (run ");
+    assert_eq!(logged.worker, process.get_name());
     assert!(!host.seen("log debug: alpha done").is_empty());
 
     let pool = Pool::builder(&host.runtime).processes(1).build().unwrap();
@@ -246,21 +254,8 @@ fn a_python_plugin_calls_the_host_too() {
         return;
     };
     let host = host();
-    host.store
-        .lock()
-        .unwrap()
-        .insert("greeting".into(), "hi".into());
     let plugin = host.load(path);
-    let (process, status) = invoke(&plugin, r#"run("snake")"#, None);
-    assert_eq!(status, ExitStatus::Exited(0), "{status}");
-    let result = process.results_wave().unwrap().join("");
-    assert!(
-        result.starts_with("\"hi from snake (python, run "),
-        "{result}"
-    );
-    let logged = host.seen("log info: snake starting (python)");
-    assert_eq!(logged.len(), 1, "{logged:?}");
-    assert_eq!(Some(logged[0].pid), process.pid());
+    run_plugin(&plugin, "snake", "\"hi from snake (python, run ");
     assert!(host.store.lock().unwrap().contains_key("last-run-by-snake"));
 }
 
