@@ -206,22 +206,13 @@ fn m10_a_worker_inherits_no_file_descriptor_from_the_host() {
     // The leaking host is this test binary again, running this test alone: an fd without
     // close-on-exec here, in the process every test shares, would leak into whatever
     // another test spawned meanwhile.
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "hostile::m10_a_worker_inherits_no_file_descriptor_from_the_host",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(LEAKING_HOST, "1");
-    let out = crate::run_with_deadline(command, None);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = crate::run_test_alone(
+        "hostile::m10_a_worker_inherits_no_file_descriptor_from_the_host",
+        LEAKING_HOST,
+    );
     assert!(
         stdout.contains(FDS_CHECKED),
-        "the leaking host ran no check:\n{stdout}{stderr}"
+        "the leaking host ran no check:\n{stdout}"
     );
 }
 

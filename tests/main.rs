@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod core_modules;
 mod fidelity;
+mod hostfn;
 mod hostile;
 mod new;
 mod observe;
@@ -103,6 +104,22 @@ pub(crate) fn wasmp_with_stdin(args: &[&str], input: Option<&[u8]>) -> Output {
         .env("WASMP_CACHE_DIR", cache_dir())
         .env("WASMP_LOG", "wasmp=debug");
     run_with_deadline(command, input)
+}
+
+/// Runs the test `name` of this binary alone, in a process of its own with `env` set (the
+/// test then does its part), and returns its stdout once it passed: for a test that must
+/// not share its process with the others (leaked fds, memory measured).
+#[track_caller]
+pub(crate) fn run_test_alone(name: &str, env: &str) -> String {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env, "1");
+    let out = run_with_deadline(command, None);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    stdout
 }
 
 /// Runs a command, killing it if it outlives [`DEADLINE`].

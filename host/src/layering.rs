@@ -28,11 +28,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("exit", &["protocol"]),
     ("metrics", &["events", "queue"]),
     ("link", &["error", "exit", "protocol", "queue", "stdio"]),
-    ("worker", &["engine", "error", "exit", "grants", "protocol"]),
+    ("hostfn", &["error", "link", "protocol", "value"]),
+    (
+        "worker",
+        &["engine", "error", "exit", "grants", "protocol", "value"],
+    ),
     (
         "runtime",
         &[
-            "cluster", "engine", "error", "events", "grants", "link", "value", "version", "worker",
+            "cluster", "engine", "error", "events", "grants", "hostfn", "link", "value", "version",
+            "worker",
         ],
     ),
     (

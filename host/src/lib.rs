@@ -34,6 +34,7 @@ mod error;
 mod events;
 mod exit;
 mod grants;
+mod hostfn;
 #[cfg(test)]
 mod layering;
 mod link;
@@ -63,6 +64,7 @@ pub use exit::ExitStatus;
 pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
+pub use hostfn::{HostCall, HostInterface};
 pub use link::spawn::shutdown_workers;
 pub use metrics::{Metrics, MetricsServer};
 pub use pool::task::{AsyncResult, GetAsError, TaskError, TaskResult};

@@ -1,18 +1,21 @@
 //! The host's end of one worker's socket: frames out, frames in, and the worker's queue
-//! calls answered in between. Shared by a `Process`'s monitor and a pool's worker threads.
+//! calls and host-function calls answered in between. Shared by a `Process`'s monitor and a pool's worker threads.
 
 use std::io::{BufReader, BufWriter, IoSlice, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
 
+use crate::link::host::{Caller, HostCalls};
 use crate::link::serve::QueueServer;
 use crate::protocol::{
-    FrameError, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, ToHost, ToWorker, read_frame, write_frame,
+    FrameError, HostCall, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, ToHost, ToWorker, read_frame,
+    write_frame,
 };
 use crate::queue::QueueGrants;
 
@@ -44,16 +47,62 @@ pub(crate) struct WorkerConn {
     writer: BufWriter<UnixStream>,
     /// The worker's queue calls, and the messages it has not shown it read yet.
     queues: QueueServer,
+    name: String,
+    pid: u32,
+    /// Answers the running component's host-function calls, if it imports any.
+    host: Option<Arc<dyn HostCalls>>,
+    /// The pool task running, shown to host functions.
+    task: Option<u64>,
 }
 
 impl WorkerConn {
-    pub(crate) fn new(name: String, channel: UnixStream, queues: QueueGrants) -> Result<Self> {
+    pub(crate) fn new(
+        name: String,
+        pid: u32,
+        channel: UnixStream,
+        queues: QueueGrants,
+    ) -> Result<Self> {
         let writer = channel.try_clone().context("failed to clone a socket")?;
         Ok(WorkerConn {
             reader: BufReader::with_capacity(64 * 1024, channel),
             writer: BufWriter::with_capacity(64 * 1024, writer),
-            queues: QueueServer::new(name, queues),
+            queues: QueueServer::new(name.clone(), queues),
+            name,
+            pid,
+            host: None,
+            task: None,
         })
+    }
+
+    /// What answers the worker's host-function calls from now on (the component it runs
+    /// next), and the pool task they belong to.
+    pub(crate) fn serve_host_calls(&mut self, host: Option<Arc<dyn HostCalls>>, task: Option<u64>) {
+        self.host = host;
+        self.task = task;
+    }
+
+    /// Runs one host call on this thread (calls are synchronous round trips, so a worker
+    /// has at most one outstanding and a flood of them cannot queue up in the host).
+    fn answer_host_call(
+        &self,
+        call: HostCall,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, String> {
+        let Some(host) = &self.host else {
+            return Err(format!(
+                "no host interface {} is provided to this worker",
+                call.interface
+            ));
+        };
+        let caller = Caller {
+            name: &self.name,
+            pid: self.pid,
+            task: self.task,
+            deadline,
+        };
+        let socket = self.reader.get_ref();
+        let abandoned = || peer_closed(socket) || deadline.is_some_and(|d| Instant::now() >= d);
+        host.call(&caller, call, &abandoned)
     }
 
     /// Sends one message; an error means the worker is gone.
@@ -159,6 +208,14 @@ impl WorkerConn {
                     };
                     self.queues.sent(reply);
                     if !sent {
+                        // The worker died waiting for its answer.
+                        self.queues.worker_lost();
+                        return Ok(Event::Closed);
+                    }
+                }
+                Ok(Some(ToHost::HostCall(call))) => {
+                    let reply = ToWorker::HostReply(self.answer_host_call(call, deadline));
+                    if self.send(&reply).is_err() {
                         // The worker died waiting for its answer.
                         self.queues.worker_lost();
                         return Ok(Event::Closed);

@@ -68,7 +68,7 @@ impl LiveWorker {
             stdout_pipe.map(|pipe| Drain::start(stdout, pipe, Stream::Stdout, tag.clone())),
             stderr_pipe.map(|pipe| Drain::start(stderr, pipe, Stream::Stderr, tag)),
         ];
-        let conn = match WorkerConn::new(name.clone(), channel, queues) {
+        let conn = match WorkerConn::new(name.clone(), pid, channel, queues) {
             Ok(conn) => conn,
             Err(e) => {
                 let _ = signaller.signal(Signal::KILL);

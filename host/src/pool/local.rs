@@ -73,9 +73,10 @@ impl LocalPool {
         grants: Grants,
         processes: usize,
     ) -> Result<LocalPool> {
-        let wire_grants =
+        let mut wire_grants =
             protocol::Grants::new("pool-worker".into(), vec!["pool-worker".into()], &grants);
         grants.queues().attach_events(runtime.events());
+        wire_grants.host_interfaces = runtime.host_interfaces().names();
         let shared = Arc::new(Shared {
             scheduler: Scheduler::new(processes, config.retries)
                 .with_error_retries(config.retry_errors, scheduler::ERROR_BACK_OFF)

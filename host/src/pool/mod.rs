@@ -174,7 +174,9 @@ impl PoolBuilder {
     /// that does not grant them fails the task saying so. Settings of worker processes
     /// (`processes`, `max_tasks_per_worker`, `max_worker_memory`, `initializer`,
     /// `reuse_instances`, `limits`, `output`) and local queues are the hosts': `build` refuses
-    /// them here. `retries` and `timeout` travel with each task.
+    /// them here. `retries` and `timeout` travel with each task. Host functions
+    /// ([`RuntimeBuilder::host_interface`](crate::RuntimeBuilder::host_interface)) run only
+    /// on the submitting host: `build` refuses a cluster pool of a runtime that has any.
     #[cfg(feature = "cluster")]
     pub fn cluster(mut self) -> Self {
         self.cluster = true;
@@ -215,6 +217,15 @@ impl PoolBuilder {
             ("limits", *self.grants.get_limits() != Limits::default()),
             ("queue", !self.grants.queues().is_empty()),
         ];
+        if !self.runtime.host_interfaces().is_empty() {
+            return Err(crate::error::InputError::new_config(format!(
+                "this runtime serves host interfaces ({}), and host functions run only on the \
+                 submitting host: a cluster pool runs its tasks on other hosts, where nothing \
+                 provides them; use a local pool, or a runtime without host interfaces",
+                self.runtime.host_interfaces().names().join(", ")
+            ))
+            .into());
+        }
         if let Some((name, _)) = host_settings.iter().find(|(_, set)| *set) {
             return Err(crate::error::InputError::new_config(format!(
                 "{name} is a setting of each host's worker processes in a cluster pool: give it \

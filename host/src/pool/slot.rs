@@ -172,6 +172,7 @@ impl SlotWorker {
         let Some((component, export, args)) = &shared.config.initializer else {
             return Ok(());
         };
+        conn.serve_host_calls(component.host_calls(), None);
         let timeout = shared.grants.get_timeout();
         let job = ToWorker::Job(vec![TaskSpec {
             id: 0,
@@ -234,6 +235,10 @@ impl SlotWorker {
         while let Some(current) = job.current() {
             let limit = current.payload().call.timeout.or(timeout);
             let deadline = limit.map(|t| started + t + TIMEOUT_GRACE);
+            self.worker.conn.serve_host_calls(
+                current.payload().call.component.host_calls(),
+                Some(current.id()),
+            );
             match self.worker.conn.next_event(deadline) {
                 Ok(Event::TaskDone {
                     id,

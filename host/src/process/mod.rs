@@ -317,6 +317,7 @@ impl Process {
             deadline: self.grants.get_timeout().map(|t| Instant::now() + t),
             queues: self.grants.queues().clone(),
             events: runtime.events().clone(),
+            host: self.component.host_calls(),
         };
         link.queues.attach_events(runtime.events());
         runtime.events().emit(|| Event::ProcessStarted {
@@ -350,8 +351,10 @@ impl Process {
         let mut argv = Vec::with_capacity(self.args.len() + 1);
         argv.push(self.argv0.clone().unwrap_or_else(|| self.name.clone()));
         argv.extend(self.args.iter().cloned());
+        let mut grants = WireGrants::new(self.name.clone(), argv, &self.grants);
+        grants.host_interfaces = self.component.runtime().host_interfaces().names();
         let spec = StartSpec {
-            grants: WireGrants::new(self.name.clone(), argv, &self.grants),
+            grants,
             cwasm: self.component.cwasm_for(self.grants.get_limits())?,
             entry,
             timeout_ms: self.grants.get_timeout().map(protocol::millis),

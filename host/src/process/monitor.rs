@@ -1,5 +1,5 @@
 //! The host's side of one `Process`'s life, on a thread of its own: hand over the start
-//! message, answer the guest's queue calls, collect the outcome, stop it at its deadline,
+//! message, answer the guest's queue calls and host-function calls, collect the outcome, stop it at its deadline,
 //! drain its output, reap it, and report the [`ExitStatus`] to every handle waiting for it.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use crate::events::{self, Events, millis};
 use crate::exit::ExitStatus;
 use crate::link::conn::Event;
+use crate::link::host::HostCalls;
 use crate::link::live::{LiveWorker, TIMEOUT_GRACE};
 use crate::link::spawn::Spawned;
 use crate::process::{Finished, Shared};
@@ -27,6 +28,8 @@ pub(crate) struct WorkerLink {
     pub(crate) deadline: Option<Instant>,
     pub(crate) queues: QueueGrants,
     pub(crate) events: Events,
+    /// Answers the component's host-function calls, if it imports any.
+    pub(crate) host: Option<Arc<dyn HostCalls>>,
 }
 
 pub(crate) struct Monitor {
@@ -48,6 +51,7 @@ impl Monitor {
         let pid = spawned.pid;
         let mut worker =
             LiveWorker::attach(spawned, link.name, link.stdout, link.stderr, link.queues)?;
+        worker.conn.serve_host_calls(link.host, None);
         // The socket buffers this until the worker reads it: no round trip before `start`
         // returns. If the worker is already dead the monitor finds out below.
         // A host started with fd 0 closed has no stdin to share: the guest reads nothing.

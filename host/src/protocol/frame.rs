@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     use crate::protocol::{Outcome, ToHost};
 
-    fn encode(message: &ToHost) -> Vec<u8> {
+    fn encode<M: serde::Serialize>(message: &M) -> Vec<u8> {
         let mut buf = Vec::new();
         write_frame(&mut buf, message).unwrap();
         buf
@@ -146,6 +146,26 @@ mod tests {
             let buf = encode(&call);
             let back: ToHost = read_frame(&buf[..], MAX_FRAME_LEN).unwrap().unwrap();
             proptest::prop_assert_eq!(back, call);
+        }
+
+        /// Host calls and their replies survive the trip whatever their contents.
+        #[test]
+        fn host_calls_round_trip(
+            function in "[a-z-]{0,12}",
+            args in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+            failed in proptest::bool::ANY,
+        ) {
+            let call = ToHost::HostCall(crate::protocol::HostCall {
+                interface: "app:host/kv@0.1.0".into(),
+                function: function.clone(),
+                args: args.clone(),
+            });
+            let back: ToHost = read_frame(&encode(&call)[..], MAX_FRAME_LEN).unwrap().unwrap();
+            proptest::prop_assert_eq!(back, call);
+            let reply = crate::protocol::ToWorker::HostReply(if failed { Err(function) } else { Ok(args) });
+            let back: crate::protocol::ToWorker =
+                read_frame(&encode(&reply)[..], MAX_FRAME_LEN).unwrap().unwrap();
+            proptest::prop_assert_eq!(back, reply);
         }
 
         /// A valid frame with bits flipped decodes to something or fails cleanly.

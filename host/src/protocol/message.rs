@@ -2,7 +2,9 @@
 //!
 //! A worker's life: the host spawns it; it says [`ToHost::Hello`]; the host sends
 //! [`ToWorker::Start`]; while the guest runs, each queue call is a [`ToHost::Call`] answered
-//! by one [`ToWorker::Reply`]; the worker ends with [`ToHost::Finished`] and exits.
+//! by one [`ToWorker::Reply`], and each call of an embedder's host function is a
+//! [`ToHost::HostCall`] answered by one [`ToWorker::HostReply`]; the worker ends with
+//! [`ToHost::Finished`] and exits.
 
 use std::path::PathBuf;
 
@@ -13,7 +15,13 @@ use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
 
 /// Bumped whenever a message changes shape; a worker program of another version is refused.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
+
+/// The most a host call's encoded arguments, or its encoded results, may weigh. Checked by
+/// whichever side encodes them (the worker for arguments, the host for results), so that a
+/// call over it becomes a clear error (a trap in the guest) instead of a frame the other
+/// side must refuse; well under [`MAX_FRAME_LEN`](super::MAX_FRAME_LEN).
+pub(crate) const MAX_HOST_CALL_LEN: usize = 16 * 1024 * 1024;
 
 /// Host → worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +38,9 @@ pub(crate) enum ToWorker {
     Shutdown,
     /// The answer to the worker's last [`ToHost::Call`].
     Reply(QueueReply),
+    /// The answer to the worker's last [`ToHost::HostCall`]: the encoded results, or why
+    /// the host function failed (the guest traps with it).
+    HostReply(#[serde(with = "host_reply")] Result<Vec<u8>, String>),
 }
 
 /// Worker → host.
@@ -39,6 +50,9 @@ pub(crate) enum ToHost {
     Hello { pid: u32, version: u32 },
     /// A queue call from the guest; the guest waits for the [`ToWorker::Reply`].
     Call(QueueCall),
+    /// A call of an embedder-defined host function; the guest waits for the
+    /// [`ToWorker::HostReply`].
+    HostCall(HostCall),
     /// The guest is done; the worker exits right after.
     Finished(Outcome),
     /// A pool worker is set up (runtime built, sandbox raised) and waits for jobs.
@@ -67,6 +81,9 @@ pub(crate) struct Grants {
     pub(crate) queues: Vec<(String, u64)>,
     /// How much the guest may use.
     pub(crate) limits: Limits,
+    /// The embedder-defined host interfaces (`app:host/kv`) the worker links, as calls
+    /// back to the host.
+    pub(crate) host_interfaces: Vec<String>,
 }
 
 /// How a pool worker runs its tasks.
@@ -80,6 +97,7 @@ impl Grants {
             dirs: granted.dirs().to_vec(),
             queues: granted.queues().limits(),
             limits: *granted.get_limits(),
+            host_interfaces: Vec::new(),
         }
     }
 }
@@ -180,6 +198,37 @@ pub(crate) enum QueueCall {
     Len {
         queue: String,
     },
+}
+
+/// A guest's call of a host function: `function` of the imported `interface` (its name as
+/// the component imports it, `app:host/kv@0.1.0`), its arguments encoded (`value::wire`;
+/// opaque here). The host decodes them with the component's own import types, not the
+/// worker's word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HostCall {
+    pub(crate) interface: String,
+    pub(crate) function: String,
+    #[serde(with = "serde_bytes")]
+    pub(crate) args: Vec<u8>,
+}
+
+/// A host reply's results travel as one byte string.
+mod host_reply {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(super) fn serialize<S: Serializer>(
+        reply: &Result<Vec<u8>, String>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        reply.as_ref().map(|b| Bytes::new(b)).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<Vec<u8>, String>, D::Error> {
+        Ok(Result::<ByteBuf, String>::deserialize(d)?.map(ByteBuf::into_vec))
+    }
 }
 
 /// The host's answer to a [`QueueCall`].

@@ -3,10 +3,10 @@
 //!
 //! Everything that can be wrong with a component is found here, before a worker is
 //! spawned: a missing file, bytes that are not wasm, a core module that cannot be adapted
-//! into a component, an import wasmp does not provide, an export that is not there, arguments of
-//! the wrong count or type.
+//! into a component, an import wasmp does not provide (nor the embedder, as a host
+//! interface), an export that is not there, arguments of the wrong count or type.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -16,10 +16,12 @@ use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Val, wasm_wave};
 
 use crate::error::{InputErrorKind, input_error};
+use crate::hostfn::bound::{BoundHost, bind};
+use crate::link::host::HostCalls;
 use crate::runtime::Runtime;
 use crate::value::signature::{describe_func, describe_type};
 use crate::version::{VERSION, WIT_PACKAGE, WIT_VERSION, worker_import_version};
-use crate::worker::new_linker;
+use crate::worker::{link_host_imports, new_linker};
 
 /// Components larger than this are refused before they are read.
 pub const MAX_COMPONENT_SIZE: u64 = 512 * 1024 * 1024;
@@ -39,6 +41,8 @@ struct Inner {
     cwasm_fuel: OnceLock<PathBuf>,
     is_command: bool,
     functions: BTreeMap<String, ComponentFunc>,
+    /// Its imports of the embedder's host interfaces, bound to their closures.
+    host: Option<Arc<BoundHost>>,
 }
 
 impl std::fmt::Debug for Component {
@@ -115,9 +119,22 @@ impl Component {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to load compiled component {}", cwasm.display()))?;
 
-        if let Err(e) = new_linker(engine)?.instantiate_pre(&compiled) {
+        let host = bind(runtime.host_interfaces(), &compiled, engine, name)?;
+        let mut linker = new_linker(engine)?;
+        link_host_imports(
+            &mut linker,
+            &compiled,
+            &runtime.host_interfaces().names(),
+            &mut HashSet::new(),
+        )?;
+        if let Err(e) = linker.instantiate_pre(&compiled) {
             let ty = compiled.component_type();
-            let hint = unsatisfied_import_hint(ty.imports(engine).map(|(name, _)| name));
+            // The imports a host interface serves are not what is missing.
+            let hint = unsatisfied_import_hint(
+                ty.imports(engine)
+                    .map(|(name, _)| name)
+                    .filter(|name| runtime.host_interfaces().serving(name).is_none()),
+            );
             return input_error(InputErrorKind::UnsatisfiedImport, format!("{e:#}; {hint}"));
         }
 
@@ -143,6 +160,7 @@ impl Component {
                 cwasm_fuel: OnceLock::new(),
                 is_command,
                 functions,
+                host: host.map(Arc::new),
             }),
         })
     }
@@ -179,6 +197,14 @@ impl Component {
 
     pub(crate) fn runtime(&self) -> &Runtime {
         &self.inner.runtime
+    }
+
+    /// What answers this component's host-function calls, if it imports any.
+    pub(crate) fn host_calls(&self) -> Option<Arc<dyn HostCalls>> {
+        self.inner
+            .host
+            .clone()
+            .map(|host| host as Arc<dyn HostCalls>)
     }
 
     /// The compiled file for a worker: the fuel-metered variant (compiled on first use)
@@ -397,10 +423,14 @@ fn check_header(bytes: &[u8]) -> Result<()> {
 fn unsatisfied_import_hint<'a>(imports: impl Iterator<Item = &'a str>) -> String {
     let mut other_versions = Vec::new();
     let mut imports_worker = false;
+    let mut foreign = Vec::new();
     for import in imports {
         match worker_import_version(import) {
             Some(WIT_VERSION) => imports_worker = true,
             Some(_) => other_versions.push(import),
+            None if !import.starts_with("wasi:") && !import.starts_with("wasmp:") => {
+                foreign.push(import);
+            }
             None => {}
         }
     }
@@ -413,6 +443,14 @@ fn unsatisfied_import_hint<'a>(imports: impl Iterator<Item = &'a str>) -> String
             "it was built for another version of the wasmp guest contract ({}), but this \
              wasmp provides {WIT_PACKAGE}@{WIT_VERSION}: {rebuild}",
             other_versions.join(", ")
+        )
+    } else if !foreign.is_empty() {
+        format!(
+            "a wasmp worker may import WASI 0.2 (cli, clocks, filesystem, io, random, \
+             sockets), {WIT_PACKAGE}/{{process, queue}}@{WIT_VERSION} and the host interfaces \
+             its embedder registers (RuntimeBuilder::host_interface); no host interface of \
+             this runtime provides {}",
+            foreign.join(", ")
         )
     } else if imports_worker {
         format!(
@@ -445,6 +483,10 @@ mod tests {
         let hint = unsatisfied_import_hint(["my:thing/api"].into_iter());
         assert!(
             hint.starts_with("a wasmp worker may import WASI 0.2"),
+            "{hint}"
+        );
+        assert!(
+            hint.ends_with("no host interface of this runtime provides my:thing/api"),
             "{hint}"
         );
     }

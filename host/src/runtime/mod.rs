@@ -2,7 +2,8 @@
 //! worker processes run, and the components loaded with it (validated, adapted from
 //! preview 1 when needed, compiled once per content hash).
 //!
-//! Compiles, never runs: it builds the worker's linker only to check imports. May not see
+//! Compiles, never runs: it builds the worker's linker only to check imports (and binds a
+//! component's imports of the embedder's host interfaces, `hostfn`). May not see
 //! `process`, `pool` or `queue`; it hands standby worker processes to `process` through
 //! `link`.
 
@@ -18,6 +19,7 @@ use wasmtime::Engine;
 
 use crate::engine::{EngineOptions, new_engine};
 use crate::events::{Event, Events, Subscribers};
+use crate::hostfn::{HostInterface, HostInterfaces};
 use crate::link::spawn::Spawned;
 use crate::link::standby::Standby;
 use crate::runtime::cache::CompileCache;
@@ -46,6 +48,8 @@ struct Inner {
     cache: CompileCache,
     worker_program: PathBuf,
     events: Events,
+    /// The embedder's own interfaces, served to the guests that import them.
+    host_interfaces: HostInterfaces,
     /// The cluster to connect to, connected on first use.
     #[cfg(feature = "cluster")]
     cluster_settings: Option<crate::cluster::ClusterBuilder>,
@@ -70,6 +74,7 @@ pub struct RuntimeBuilder {
     worker_program: Option<PathBuf>,
     standby: usize,
     subscribers: Subscribers,
+    host_interfaces: Vec<HostInterface>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterBuilder>,
 }
@@ -96,6 +101,19 @@ impl RuntimeBuilder {
     /// one is taken. Used for processes whose output is [`Output::Inherit`](crate::Output).
     pub fn standby(mut self, processes: usize) -> Self {
         self.standby = processes;
+        self
+    }
+
+    /// Serves `interface` to every guest that imports it: each call runs the interface's
+    /// closure in this process, on the thread serving the calling worker (see
+    /// [`HostInterface`]). A component importing an interface nobody provides is refused
+    /// when it is loaded.
+    ///
+    /// Host functions run only here: a cluster pool
+    /// ([`PoolBuilder::cluster`](crate::PoolBuilder::cluster)) of a runtime with host
+    /// interfaces is refused.
+    pub fn host_interface(mut self, interface: HostInterface) -> Self {
+        self.host_interfaces.push(interface);
         self
     }
 
@@ -128,8 +146,10 @@ impl RuntimeBuilder {
     /// # Errors
     ///
     /// When the compile cache cannot be created or is not private, or the current
-    /// executable cannot be found.
+    /// executable cannot be found; an [`InputError`](crate::InputError) for a host
+    /// interface with a malformed or duplicate name.
     pub fn build(self) -> Result<Runtime> {
+        let host_interfaces = HostInterfaces::new(self.host_interfaces)?;
         let cache = CompileCache::open(self.cache_dir.unwrap_or_else(CompileCache::default_dir))?;
         let worker_program = match self
             .worker_program
@@ -146,6 +166,7 @@ impl RuntimeBuilder {
                 fuel_engine: OnceLock::new(),
                 cache,
                 worker_program,
+                host_interfaces,
                 #[cfg(feature = "cluster")]
                 cluster_settings: self.cluster,
                 #[cfg(feature = "cluster")]
@@ -238,5 +259,10 @@ impl Runtime {
 
     pub(crate) fn worker_program(&self) -> &Path {
         &self.inner.worker_program
+    }
+
+    /// The embedder's host interfaces.
+    pub(crate) fn host_interfaces(&self) -> &HostInterfaces {
+        &self.inner.host_interfaces
     }
 }

@@ -99,21 +99,20 @@ pub(crate) fn from_json(json: &Value, ty: &Type) -> Result<Val> {
         },
         Type::Result(result) => {
             let (name, payload) = case(json).ok_or_else(mismatch)?;
-            let side = match name {
-                "ok" => result.ok(),
-                "err" => result.err(),
+            // serde's spelling of a Rust `Result` (`{"Ok": …}`) too: host functions'
+            // typed form converts through serde.
+            let is_ok = match name {
+                "ok" | "Ok" => true,
+                "err" | "Err" => false,
                 _ => return Err(mismatch()),
             };
+            let side = if is_ok { result.ok() } else { result.err() };
             let payload = match (side, payload) {
                 (Some(ty), Some(payload)) => Some(Box::new(from_json(payload, &ty)?)),
                 (None, None | Some(Value::Null)) => None,
                 _ => return Err(mismatch()),
             };
-            Val::Result(if name == "ok" {
-                Ok(payload)
-            } else {
-                Err(payload)
-            })
+            Val::Result(if is_ok { Ok(payload) } else { Err(payload) })
         }
         Type::Flags(flags) => {
             let names = json.as_array().ok_or_else(mismatch)?;

@@ -1,11 +1,13 @@
 //! Component-model values: Rust values into [`Val`]s (for
 //! [`Process::invoke`](crate::Process::invoke)) and back out (`from`), JSON into and out of
-//! them (`json`), and how their types read in WIT (`signature`). Pure functions of wasmtime's value types: no
+//! them (`json`), bytes for host-function calls (`wire`), and how their types read in WIT
+//! (`signature`). Pure functions of wasmtime's value types: no
 //! process, no component, nothing of the rest of the crate.
 
 pub(crate) mod from;
 pub(crate) mod json;
 pub(crate) mod signature;
+pub(crate) mod wire;
 
 use wasmtime::component::Val;
 

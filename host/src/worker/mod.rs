@@ -27,7 +27,7 @@ use anyhow::Context;
 use crate::exit::ExitStatus;
 use crate::protocol::{PROTOCOL_VERSION, ToHost, ToWorker};
 
-pub(crate) use state::{PROC_EXIT, PROC_EXIT_INTERFACE, new_linker};
+pub(crate) use state::{PROC_EXIT, PROC_EXIT_INTERFACE, link_host_imports, new_linker};
 
 /// Exit code of a worker that could not even talk to its host: the table's "failed".
 const EXIT_NO_HOST: u8 = crate::exit::code::FAILED as u8;

@@ -17,6 +17,7 @@ use crate::protocol::{Entry, ServeSpec, ToHost, ToWorker};
 /// Serves jobs until told to shut down or the host closes the channel; the exit code.
 pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
     let mut runner = Runner::for_pool(&spec.grants.limits, spec.reuse_instances)?;
+    runner.serve_host_interfaces(&spec.grants.host_interfaces);
     let grants = &spec.grants;
     sandbox::enter(&sandbox::Walls {
         cache_dir: spec.cache_dir.clone(),

@@ -1,7 +1,7 @@
 //! Loads compiled components, builds a guest's WASI context from its grants, and calls
 //! entry points, turning every way a guest can end into an [`Outcome`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::channel::Channel;
 use super::sandbox;
-use super::state::{WorkerState, new_linker};
+use super::state::{WorkerState, link_host_imports, new_linker};
 use super::timer::EpochTimer;
 use crate::engine::{EngineOptions, new_engine};
 use crate::grants::limits::Limits;
@@ -50,6 +50,10 @@ pub(crate) struct Runner {
     linker: Linker<WorkerState>,
     timer: EpochTimer,
     loaded: HashMap<PathBuf, Loaded>,
+    /// The embedder's host interfaces (linked as calls to the host), and the functions of
+    /// theirs the linker already has.
+    host_interfaces: Vec<String>,
+    host_functions: HashSet<(String, String)>,
     parent_pid: u32,
     reuse_instances: bool,
     kept: Option<Kept>,
@@ -76,16 +80,31 @@ impl Runner {
             linker,
             timer,
             loaded: HashMap::new(),
+            host_interfaces: Vec::new(),
+            host_functions: HashSet::new(),
             parent_pid: rustix::process::getppid().map_or(0, |pid| pid.as_raw_pid() as u32),
             reuse_instances,
             kept: None,
         })
     }
 
+    /// Links the embedder's host interfaces (by name) as calls to the host, in every
+    /// component loaded from now on.
+    pub(crate) fn serve_host_interfaces(&mut self, interfaces: &[String]) {
+        self.host_interfaces = interfaces.to_vec();
+    }
+
     /// The component compiled at `cwasm`, loaded and linked on first use.
     fn load(&mut self, cwasm: &Path) -> Result<&mut Loaded> {
         if !self.loaded.contains_key(cwasm) {
             let component = load_compiled(&self.engine, cwasm)?;
+            link_host_imports(
+                &mut self.linker,
+                &component,
+                &self.host_interfaces,
+                &mut self.host_functions,
+            )
+            .context("failed to link the host interfaces")?;
             let pre = self
                 .linker
                 .instantiate_pre(&component)
@@ -245,6 +264,7 @@ pub(crate) fn run_guest(
         Ok(runner) => runner,
         Err(e) => return Ok(Outcome::Failed(format!("{e:#}"))),
     };
+    runner.serve_host_interfaces(&spec.grants.host_interfaces);
     if let Err(e) = runner.load(&spec.cwasm) {
         return Ok(Outcome::Failed(format!("{e:#}")));
     }

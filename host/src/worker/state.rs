@@ -1,19 +1,23 @@
 //! The store's data: WASI state plus the `wasmp:worker` imports.
 //!
 //! Queue calls are forwarded to the host over the channel and block until it answers, so a
-//! queue lives in exactly one place (the host's broker) whichever process touches it.
+//! queue lives in exactly one place (the host's broker) whichever process touches it. Calls
+//! of the embedder's host interfaces travel the same way: the closures live in the host.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable, Val};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::Worker;
 use super::bindings::wasmp::worker::{process, queue};
 use super::channel::Channel;
 use crate::error::QueueError;
-use crate::protocol::{QueueCall, QueueReply, ToHost, ToWorker};
+use crate::protocol::{
+    HostCall, MAX_HOST_CALL_LEN, QueueCall, QueueReply, ToHost, ToWorker, host_interface_serves,
+};
 
 /// Everything a guest's imports reach.
 pub(crate) struct WorkerState {
@@ -69,6 +73,50 @@ pub(crate) fn new_linker(engine: &Engine) -> anyhow::Result<Linker<WorkerState>>
     Ok(linker)
 }
 
+/// Links every function of `component`'s imports that one of the embedder's `interfaces`
+/// serves (as `protocol::host_interface_serves` matches them) as a call to the host, typed
+/// dynamically by the import itself. `defined` remembers what the linker already has, for a
+/// linker shared by several components. Resources are left out: the host refuses them
+/// when it loads the component.
+pub(crate) fn link_host_imports(
+    linker: &mut Linker<WorkerState>,
+    component: &Component,
+    interfaces: &[String],
+    defined: &mut HashSet<(String, String)>,
+) -> anyhow::Result<()> {
+    if interfaces.is_empty() {
+        return Ok(());
+    }
+    let engine = linker.engine().clone();
+    for (import, item) in component.component_type().imports(&engine) {
+        if !interfaces
+            .iter()
+            .any(|registered| host_interface_serves(registered, import))
+        {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut linked = linker.instance(import)?;
+        for (function, export) in instance.exports(&engine) {
+            if !matches!(export.ty, ComponentItem::ComponentFunc(_))
+                || !defined.insert((import.to_string(), function.to_string()))
+            {
+                continue;
+            }
+            let interface = import.to_string();
+            let name = function.to_string();
+            linked.func_new(function, move |mut store, ty, params, results| {
+                store
+                    .data_mut()
+                    .host_call(&interface, &name, &ty, params, results)
+            })?;
+        }
+    }
+    Ok(())
+}
+
 impl process::Host for WorkerState {
     fn pid(&mut self) -> u32 {
         std::process::id()
@@ -110,16 +158,67 @@ impl WorkerState {
         match reply {
             Ok(Some(ToWorker::Reply(QueueReply::Error(fault)))) => Err(fault.into()),
             Ok(Some(ToWorker::Reply(reply))) => Ok(reply),
-            Ok(other) => {
-                eprintln!("wasmp worker: the host answered a queue call with {other:?}");
-                std::process::exit(crate::exit::code::FAILED)
-            }
-            Err(e) => {
-                eprintln!("wasmp worker: lost the host during a queue call: {e:#}");
-                std::process::exit(crate::exit::code::FAILED)
-            }
+            other => unanswered("a queue call", other),
         }
     }
+}
+
+impl WorkerState {
+    /// A guest's call of a host function: encodes the arguments, waits for the host's
+    /// answer, decodes the results with the import's result types. The host function's
+    /// error, or arguments too large to send, trap the guest with the message.
+    fn host_call(
+        &mut self,
+        interface: &str,
+        function: &str,
+        ty: &ComponentFunc,
+        params: &[Val],
+        results: &mut [Val],
+    ) -> wasmtime::Result<()> {
+        let label = format!("{interface}.{function}");
+        let args = crate::value::wire::encode(params).map_err(|e| {
+            wasmtime::format_err!("cannot send the arguments of {label} to the host: {e:#}")
+        })?;
+        if args.len() > MAX_HOST_CALL_LEN {
+            return Err(wasmtime::format_err!(
+                "the arguments of {label} are over {MAX_HOST_CALL_LEN} bytes (encoded): too \
+                 large to send to the host"
+            ));
+        }
+        let Some(channel) = self.channel.as_ref() else {
+            return Err(wasmtime::format_err!("{label}: no host to call"));
+        };
+        let reply = channel.call(&ToHost::HostCall(HostCall {
+            interface: interface.to_string(),
+            function: function.to_string(),
+            args,
+        }));
+        let values = match reply {
+            Ok(Some(ToWorker::HostReply(Ok(values)))) => values,
+            Ok(Some(ToWorker::HostReply(Err(message)))) => {
+                return Err(wasmtime::format_err!("{message}"));
+            }
+            other => unanswered("a host call", other),
+        };
+        let types: Vec<_> = ty.results().collect();
+        let values = crate::value::wire::decode(&values, &types).map_err(|e| {
+            wasmtime::format_err!("the host answered {label} with values that do not fit: {e:#}")
+        })?;
+        for (slot, value) in results.iter_mut().zip(values) {
+            *slot = value;
+        }
+        Ok(())
+    }
+}
+
+/// A host that is gone, or answers a call with something else, is not an answer the guest
+/// could act on: the worker exits (the host, if alive, sees EOF).
+fn unanswered(call: &str, reply: anyhow::Result<Option<ToWorker>>) -> ! {
+    match reply {
+        Ok(other) => eprintln!("wasmp worker: the host answered {call} with {other:?}"),
+        Err(e) => eprintln!("wasmp worker: lost the host during {call}: {e:#}"),
+    }
+    std::process::exit(crate::exit::code::FAILED)
 }
 
 impl From<QueueError> for queue::QueueError {
