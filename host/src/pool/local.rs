@@ -75,8 +75,8 @@ impl LocalPool {
     ) -> Result<LocalPool> {
         let mut wire_grants =
             protocol::Grants::new("pool-worker".into(), vec!["pool-worker".into()], &grants);
-        wire_grants.host_interfaces = runtime.host_interfaces().names();
         grants.queues().attach_events(runtime.events());
+        wire_grants.host_interfaces = runtime.host_interfaces().names();
         let shared = Arc::new(Shared {
             scheduler: Scheduler::new(processes, config.retries)
                 .with_error_retries(config.retry_errors, scheduler::ERROR_BACK_OFF)

@@ -316,8 +316,8 @@ impl Process {
             stderr: self.stderr,
             deadline: self.grants.get_timeout().map(|t| Instant::now() + t),
             queues: self.grants.queues().clone(),
-            host: self.component.host_calls(),
             events: runtime.events().clone(),
+            host: self.component.host_calls(),
         };
         link.queues.attach_events(runtime.events());
         runtime.events().emit(|| Event::ProcessStarted {

@@ -27,9 +27,9 @@ pub(crate) struct WorkerLink {
     pub(crate) stderr: Output,
     pub(crate) deadline: Option<Instant>,
     pub(crate) queues: QueueGrants,
+    pub(crate) events: Events,
     /// Answers the component's host-function calls, if it imports any.
     pub(crate) host: Option<Arc<dyn HostCalls>>,
-    pub(crate) events: Events,
 }
 
 pub(crate) struct Monitor {

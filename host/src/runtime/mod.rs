@@ -47,9 +47,9 @@ struct Inner {
     fuel_engine: OnceLock<Engine>,
     cache: CompileCache,
     worker_program: PathBuf,
+    events: Events,
     /// The embedder's own interfaces, served to the guests that import them.
     host_interfaces: HostInterfaces,
-    events: Events,
     /// The cluster to connect to, connected on first use.
     #[cfg(feature = "cluster")]
     cluster_settings: Option<crate::cluster::ClusterBuilder>,
@@ -73,8 +73,8 @@ pub struct RuntimeBuilder {
     cache_dir: Option<PathBuf>,
     worker_program: Option<PathBuf>,
     standby: usize,
-    host_interfaces: Vec<HostInterface>,
     subscribers: Subscribers,
+    host_interfaces: Vec<HostInterface>,
     #[cfg(feature = "cluster")]
     cluster: Option<crate::cluster::ClusterBuilder>,
 }

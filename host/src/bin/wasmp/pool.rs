@@ -200,7 +200,6 @@ impl PoolCommand {
             stdout: std::io::stdout().lock(),
             pending: BTreeMap::new(),
             next_index: 0,
-            written: 0,
             failed: 0,
             stopped: false,
         };
@@ -350,7 +349,6 @@ struct Streaming<'a> {
     /// By input index: the order results are written in.
     pending: BTreeMap<usize, Pending>,
     next_index: usize,
-    written: usize,
     failed: usize,
     /// `--fail-fast` saw a failure.
     stopped: bool,
@@ -477,7 +475,6 @@ impl Streaming<'_> {
             line["index"] = json!(index);
         }
         writeln!(self.stdout, "{line}").context("failed to write a result")?;
-        self.written += 1;
         let ok = matches!(outcome, Outcome::Task(Ok(_), _));
         if !ok {
             self.failed += 1;
