@@ -51,6 +51,14 @@ pub(crate) type HostFn =
 /// let runtime = Runtime::builder().host_interface(log).host_interface(kv).build()?;
 /// # Ok(()) }
 /// ```
+///
+/// # Caveats
+///
+/// A closure runs on the host thread that serves its worker, so one that blocks holds that
+/// thread: the worker's deadline, [`Process::terminate`](crate::Process::terminate) and
+/// [`Pool::terminate`](crate::Pool::terminate) kill the worker at once but finish (reap it,
+/// report the status) only when the closure returns. A closure that waits for something
+/// should poll [`HostCall::is_abandoned`] and give up.
 #[derive(Clone)]
 #[must_use]
 pub struct HostInterface {
