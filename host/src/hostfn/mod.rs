@@ -55,10 +55,11 @@ pub(crate) type HostFn =
 /// # Caveats
 ///
 /// A closure runs on the host thread that serves its worker, so one that blocks holds that
-/// thread: the worker's deadline, [`Process::terminate`](crate::Process::terminate) and
-/// [`Pool::terminate`](crate::Pool::terminate) kill the worker at once but finish (reap it,
-/// report the status) only when the closure returns. A closure that waits for something
-/// should poll [`HostCall::is_abandoned`] and give up.
+/// thread: the worker's deadline is enforced only once it returns, and
+/// [`Process::terminate`](crate::Process::terminate) and
+/// [`Pool::terminate`](crate::Pool::terminate) kill the worker at once but return (with it
+/// reaped) only when the closure does. A closure that waits for something should poll
+/// [`HostCall::is_abandoned`] (true once the worker is gone or past its deadline) and give up.
 #[derive(Clone)]
 #[must_use]
 pub struct HostInterface {
