@@ -177,8 +177,12 @@ fn metrics_are_scraped_while_the_pool_runs() {
     assert_eq!(pool.finish(), Some(0));
 }
 
-#[test]
-fn the_library_subscribes_to_the_same_events_and_renders_the_same_metrics() {
+/// A runtime whose events go to a channel and to metrics.
+fn observed_runtime() -> (
+    Runtime,
+    std::sync::Arc<Metrics>,
+    crossbeam_channel::Receiver<Event>,
+) {
     let metrics = std::sync::Arc::new(Metrics::new());
     let (sender, events) = crossbeam_channel::unbounded();
     let observer = metrics.clone();
@@ -191,6 +195,12 @@ fn the_library_subscribes_to_the_same_events_and_renders_the_same_metrics() {
         })
         .build()
         .unwrap();
+    (runtime, metrics, events)
+}
+
+#[test]
+fn the_library_subscribes_to_the_same_events_and_renders_the_same_metrics() {
+    let (runtime, metrics, events) = observed_runtime();
     let probe = runtime.load(POOL_PROBE).unwrap();
     let pool = Pool::builder(&runtime).processes(1).build().unwrap();
     assert_eq!(pool.apply(&probe, "square", [4u64]).unwrap().len(), 1);
@@ -253,4 +263,144 @@ fn a_granted_queue_reports_when_it_is_closed_and_when_it_is_drained() {
     );
     pool.close();
     pool.join().unwrap();
+}
+
+/// The `limit_hit` events of `events`, each checked to come before the event that ends its
+/// run (`ends`, matched on the worker's pid under `pid_key`).
+fn limit_hits_before<'a>(events: &'a [Value], ends: &str, pid_key: &str) -> Vec<&'a Value> {
+    let hits: Vec<&Value> = events_named(events, "limit_hit");
+    for hit in &hits {
+        let at = |e: &Value| events.iter().position(|x| std::ptr::eq(x, e));
+        let end = events
+            .iter()
+            .find(|e| e["event"] == ends && e[pid_key] == hit["worker"])
+            .unwrap_or_else(|| panic!("no {ends} for {hit}: {events:?}"));
+        assert!(at(hit) < at(end), "{hit} after {end}");
+    }
+    hits
+}
+
+#[test]
+fn a_process_over_its_memory_limit_is_a_limit_hit_event() {
+    let out = wasmp(&[
+        "run",
+        "--events",
+        "-",
+        "-W",
+        "max-memory-size=64MiB",
+        wasmp_artifacts::HOSTILE,
+        "memory-bomb",
+    ]);
+    assert_eq!(out.status.code(), Some(134), "{}", text(&out.stderr));
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("event").is_some())
+        .collect();
+    let hits = limit_hits_before(&events, "process_exited", "pid");
+    assert_eq!(hits.len(), 1, "{events:?}");
+    assert_eq!(hits[0]["limit"], "max-memory-size");
+    assert_eq!(hits[0]["name"], "hostile");
+    assert!(hits[0]["task"].is_null());
+    let detail = hits[0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(&(64u64 << 20).to_string()), "{detail}");
+}
+
+#[test]
+fn pool_tasks_out_of_fuel_or_time_are_limit_hit_events_naming_the_task() {
+    for (limit, key) in [("fuel=5000000", "fuel"), ("timeout=300ms", "timeout")] {
+        let dir = crate::scratch(&format!("limit-events-{key}"));
+        let file = dir.join("events.jsonl");
+        let out = wasmp_with_stdin(
+            &[
+                "pool",
+                "-j",
+                "1",
+                "-W",
+                limit,
+                "--events",
+                file.to_str().unwrap(),
+                wasmp_artifacts::EXPORTS,
+                "--invoke",
+                "spin",
+            ],
+            Some(b"[]\n"),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let events = json_lines(&std::fs::read(&file).unwrap());
+        let hits = limit_hits_before(&events, "task_failed", "worker");
+        assert_eq!(hits.len(), 1, "{key}: {events:?}");
+        assert_eq!(hits[0]["limit"], key);
+        let failed = events_named(&events, "task_failed");
+        assert_eq!(hits[0]["task"], failed[0]["id"], "{events:?}");
+        assert!(hits[0]["name"].is_null());
+    }
+}
+
+#[test]
+fn the_library_sees_stack_and_timeout_limit_hits_and_counts_them() {
+    let (runtime, metrics, events) = observed_runtime();
+    let hostile = runtime.load(wasmp_artifacts::HOSTILE).unwrap();
+    let mut recurse = wasmp::Process::new(&hostile)
+        .args(["recurse"])
+        .stderr(wasmp::Output::Null)
+        .limits(wasmp::Limits {
+            max_wasm_stack: Some(64 << 10),
+            ..Default::default()
+        });
+    recurse.start().unwrap();
+    assert!(matches!(
+        crate::join(&mut recurse),
+        wasmp::ExitStatus::Trapped(_)
+    ));
+    let exports = runtime.load(wasmp_artifacts::EXPORTS).unwrap();
+    let mut spin = wasmp::Process::new(&exports)
+        .invoke("spin", Vec::<wasmp::Val>::new())
+        .timeout(std::time::Duration::from_millis(200));
+    spin.start().unwrap();
+    assert_eq!(crate::join(&mut spin), wasmp::ExitStatus::TimedOut);
+    let hits: Vec<(&'static str, String)> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::LimitHit { limit, detail, .. } => Some((limit, detail)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert_eq!(hits[0].0, "max-wasm-stack");
+    assert!(hits[0].1.contains("65536"), "{hits:?}");
+    assert_eq!(hits[1].0, "timeout");
+    assert!(hits[1].1.contains("200ms"), "{hits:?}");
+    let text = metrics.render();
+    for line in [
+        "wasmp_limit_hits_total{limit=\"max-wasm-stack\"} 1",
+        "wasmp_limit_hits_total{limit=\"timeout\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+}
+
+/// Regression: the streaming pool held stdout locked for its whole run, so the first event
+/// a pool thread wrote to `--events -` waited forever.
+#[test]
+fn pool_events_and_results_share_stdout_line_by_line() {
+    let input: String = (0..20).map(|i| format!("[{i}]\n")).collect();
+    let out = wasmp_with_stdin(
+        &[
+            "pool", "-j", "2", "--events", "-", POOL_PROBE, "--invoke", "square",
+        ],
+        Some(input.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let (events, results): (Vec<&Value>, Vec<&Value>) =
+        lines.iter().partition(|v| v.get("event").is_some());
+    assert_eq!(results.len(), 20, "{lines:?}");
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "task_done").count(),
+        20
+    );
 }

@@ -119,6 +119,23 @@ pub enum Event {
         /// The error's message.
         error: String,
     },
+    /// A guest ran into one of its limits. Comes before the `process_exited`, or the
+    /// `task_done` / `task_failed`, of the run that hit it; at most one per run (the
+    /// first limit hit), plus `max_worker_memory` when a pool replaces a worker for it.
+    LimitHit {
+        /// The worker process.
+        worker: u32,
+        /// The process's name (a `Process`; `None` for a pool worker).
+        name: Option<String>,
+        /// The pool task that hit it (`None` for a `Process`, or a pool worker's memory).
+        task: Option<u64>,
+        /// Which limit: a `-W` key (`max-memory-size`, `max-table-elements`, `fuel`,
+        /// `max-wasm-stack`, `timeout`), or `max_worker_memory` (a pool's threshold
+        /// for replacing a worker).
+        limit: &'static str,
+        /// What the guest asked for and what the limit is, in words.
+        detail: String,
+    },
     /// A failed task goes back in the queue.
     TaskRetried {
         /// The task's id.
@@ -130,6 +147,27 @@ pub enum Event {
         /// How long it waits before it can run again, in milliseconds.
         delay_ms: f64,
     },
+}
+
+impl Event {
+    /// The `limit_hit` of a run still going at its time limit (`limit`, when known).
+    pub(crate) fn timeout_hit(
+        worker: u32,
+        name: Option<String>,
+        task: Option<u64>,
+        limit: Option<Duration>,
+    ) -> Event {
+        Event::LimitHit {
+            worker,
+            name,
+            task,
+            limit: "timeout",
+            detail: match limit {
+                Some(limit) => format!("still running at its time limit of {limit:?}"),
+                None => "still running at its time limit".to_string(),
+            },
+        }
+    }
 }
 
 /// An event with the time it happened, as `--events` writes it.

@@ -41,6 +41,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
     queue: String,
 }
@@ -81,6 +86,7 @@ impl WorkerState {
 /// | `wasmp_workers` | `state`: `idle`, `busy` (pool workers), `process` | live worker processes |
 /// | `wasmp_worker_starts_total` | `kind`: `pool`, `process` | worker processes started |
 /// | `wasmp_worker_ends_total` | `reason`: `lost`, `timed_out`, `recycled_…`, `stopped`, `exited` | worker processes ended |
+/// | `wasmp_limit_hits_total` | `limit`: a `-W` key (`max-memory-size`, `fuel`, `timeout`, …) or `max_worker_memory` | guests that ran into a limit |
 /// | `wasmp_queue_length` / `_puts_total` / `_gets_total` | `queue` | watched queues |
 pub struct Metrics {
     registry: Registry,
@@ -90,6 +96,7 @@ pub struct Metrics {
     workers: Family<StateLabel, Gauge>,
     starts: Family<KindLabel, Counter>,
     ends: Family<ReasonLabel, Counter>,
+    limit_hits: Family<LimitLabel, Counter>,
     live: Mutex<HashMap<u32, WorkerState>>,
     queues: Arc<QueueCollector>,
 }
@@ -138,6 +145,12 @@ impl Metrics {
             "Worker processes ended, by reason",
             ends.clone(),
         );
+        let limit_hits = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limit_hits",
+            "Guests that ran into one of their limits, by limit",
+            limit_hits.clone(),
+        );
         let queues = Arc::new(QueueCollector::default());
         registry.register_collector(Box::new(queues.clone()));
         Metrics {
@@ -148,6 +161,7 @@ impl Metrics {
             workers,
             starts,
             ends,
+            limit_hits,
             live: Mutex::new(HashMap::new()),
             queues,
         }
@@ -224,6 +238,13 @@ impl Metrics {
                 self.set_state(*worker, Some(WorkerState::Idle));
             }
             Event::TaskRetried { reason, .. } => count(&self.retries, reason),
+            Event::LimitHit { limit, .. } => {
+                self.limit_hits
+                    .get_or_create(&LimitLabel {
+                        limit: limit.to_string(),
+                    })
+                    .inc();
+            }
             // Queues are read at each scrape instead.
             Event::QueueClosed { .. } | Event::QueueDrained { .. } => {}
         }
@@ -424,6 +445,13 @@ mod tests {
             reason: "task_failed",
         });
         metrics.observe(&Event::WorkerStopped { pid: 10 });
+        metrics.observe(&Event::LimitHit {
+            worker: 10,
+            name: None,
+            task: Some(1),
+            limit: "fuel",
+            detail: "the guest used all of its 5 units of fuel".into(),
+        });
         let queue = Queue::new("jobs");
         queue.put(b"x").unwrap();
         metrics.watch_queue(&queue);
@@ -435,6 +463,7 @@ mod tests {
             "wasmp_workers{state=\"idle\"} 0",
             "wasmp_worker_starts_total{kind=\"pool\"} 1",
             "wasmp_worker_ends_total{reason=\"recycled_task_failed\"} 1",
+            "wasmp_limit_hits_total{limit=\"fuel\"} 1",
             "wasmp_queue_length{queue=\"jobs\"} 1",
             "wasmp_queue_puts_total{queue=\"jobs\"} 1",
             "# EOF",

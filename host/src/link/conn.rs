@@ -14,14 +14,17 @@ use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg}
 use crate::link::host::{Caller, HostCalls};
 use crate::link::serve::QueueServer;
 use crate::protocol::{
-    FrameError, HostCall, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, ToHost, ToWorker, read_frame,
-    write_frame,
+    FrameError, HostCall, LimitHit, MAX_FRAME_LEN, Outcome, PROTOCOL_VERSION, ToHost, ToWorker,
+    read_frame, write_frame,
 };
 use crate::queue::QueueGrants;
 
 /// A worker that has not said hello by then is not a wasmp worker (an embedder's binary
 /// that forgot to call `run_worker_if_requested`, for instance).
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Characters of a worker's limit-hit detail the host keeps.
+const MAX_LIMIT_DETAIL: usize = 512;
 
 /// What the worker did next.
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub(crate) struct WorkerConn {
     host: Option<Arc<dyn HostCalls>>,
     /// The pool task running, shown to host functions.
     task: Option<u64>,
+    /// The limit the worker said its current run hit, until taken.
+    limit_hit: Option<LimitHit>,
 }
 
 impl WorkerConn {
@@ -71,6 +76,7 @@ impl WorkerConn {
             pid,
             host: None,
             task: None,
+            limit_hit: None,
         })
     }
 
@@ -79,6 +85,12 @@ impl WorkerConn {
     pub(crate) fn serve_host_calls(&mut self, host: Option<Arc<dyn HostCalls>>, task: Option<u64>) {
         self.host = host;
         self.task = task;
+    }
+
+    /// The limit the worker said its last run hit (it says so just before the run's
+    /// `Finished` or `TaskDone`).
+    pub(crate) fn take_limit_hit(&mut self) -> Option<LimitHit> {
+        self.limit_hit.take()
     }
 
     /// Runs one host call on this thread (calls are synchronous round trips, so a worker
@@ -220,6 +232,13 @@ impl WorkerConn {
                         self.queues.worker_lost();
                         return Ok(Event::Closed);
                     }
+                }
+                Ok(Some(ToHost::LimitHit(mut hit))) => {
+                    // Only ever shown to people: a worker cannot make it long.
+                    if let Some((cut, _)) = hit.detail.char_indices().nth(MAX_LIMIT_DETAIL) {
+                        hit.detail.truncate(cut);
+                    }
+                    self.limit_hit = Some(hit);
                 }
                 Ok(Some(ToHost::Finished(outcome))) => return Ok(Event::Finished(outcome)),
                 Ok(Some(ToHost::Ready)) => return Ok(Event::Ready),

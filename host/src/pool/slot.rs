@@ -247,10 +247,24 @@ impl SlotWorker {
                 }) => {
                     debug_assert_eq!(current.id(), id, "workers answer tasks in order");
                     self.tasks_run += 1;
+                    self.limits_hit(shared, id, outcome == Outcome::TimedOut, limit);
                     if matches!(outcome, Outcome::Trapped(_) | Outcome::TimedOut) {
                         self.recycle = Some("task_failed");
-                    } else if shared.config.max_memory_kb.is_some_and(|max| rss_kb > max) {
+                    } else if let Some(max) =
+                        shared.config.max_memory_kb.filter(|&max| rss_kb > max)
+                    {
                         self.recycle = self.recycle.or(Some("memory"));
+                        let worker = self.worker.pid();
+                        shared.runtime.events().emit(|| events::Event::LimitHit {
+                            worker,
+                            name: None,
+                            task: Some(id),
+                            limit: "max_worker_memory",
+                            detail: format!(
+                                "peak resident memory {rss_kb} KiB is over the pool's \
+                                 {max} KiB: the worker is replaced"
+                            ),
+                        });
                     }
                     let result = to_result(current.payload(), outcome);
                     self.task_ended(shared, &job, started, result.as_ref().err());
@@ -261,6 +275,7 @@ impl SlotWorker {
                 // Blocked in a host call, or not answering: the epoch trap could not stop
                 // it. The task timed out.
                 Ok(Event::Deadline) => {
+                    self.limits_hit(shared, current.id(), true, limit);
                     let error = TaskError::TimedOut;
                     self.task_ended(shared, &job, started, Some(&error));
                     return self.ended(shared, job, WorkerEnd::TimedOut);
@@ -292,6 +307,25 @@ impl SlotWorker {
             self.recycle = self.recycle.or(Some("max_tasks"));
         }
         Some(self)
+    }
+
+    /// Reports the limits task `task` hit: the one its worker said, and the time limit
+    /// (`limit`) if it `timed_out`.
+    fn limits_hit(&mut self, shared: &Shared, task: u64, timed_out: bool, limit: Option<Duration>) {
+        let worker = self.worker.pid();
+        let events = shared.runtime.events();
+        if let Some(hit) = self.worker.conn.take_limit_hit() {
+            events.emit(|| events::Event::LimitHit {
+                worker,
+                name: None,
+                task: Some(task),
+                limit: hit.limit.key(),
+                detail: hit.detail,
+            });
+        }
+        if timed_out {
+            events.emit(|| events::Event::timeout_hit(worker, None, Some(task), limit));
+        }
     }
 
     /// The job's current task (if any) is now running in this worker.

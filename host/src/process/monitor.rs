@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{debug, warn};
@@ -34,6 +34,8 @@ pub(crate) struct WorkerLink {
 
 pub(crate) struct Monitor {
     deadline: Option<Instant>,
+    /// The guest's time limit, for the `limit_hit` event.
+    timeout: Option<Duration>,
     worker: LiveWorker,
     shared: Arc<Shared>,
     events: Events,
@@ -49,6 +51,7 @@ impl Monitor {
         shared: Arc<Shared>,
     ) -> Result<JoinHandle<()>> {
         let pid = spawned.pid;
+        let timeout = spec.timeout_ms.map(Duration::from_millis);
         let mut worker =
             LiveWorker::attach(spawned, link.name, link.stdout, link.stderr, link.queues)?;
         worker.conn.serve_host_calls(link.host, None);
@@ -65,6 +68,7 @@ impl Monitor {
         };
         let monitor = Monitor {
             deadline: link.deadline,
+            timeout,
             worker,
             shared,
             events: link.events,
@@ -88,6 +92,20 @@ impl Monitor {
             }
         };
         let (name, pid) = (self.worker.name().to_string(), self.worker.pid());
+        if let Some(hit) = self.worker.conn.take_limit_hit() {
+            self.events.emit(|| events::Event::LimitHit {
+                worker: pid,
+                name: Some(name.clone()),
+                task: None,
+                limit: hit.limit.key(),
+                detail: hit.detail,
+            });
+        }
+        if timed_out || outcome == Some(Outcome::TimedOut) {
+            let timeout = self.timeout;
+            self.events
+                .emit(|| events::Event::timeout_hit(pid, Some(name.clone()), None, timeout));
+        }
         let mut reaped = self.worker.reap(outcome.as_ref(), failure);
         if timed_out {
             reaped.status = ExitStatus::TimedOut;

@@ -15,7 +15,7 @@ use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
 
 /// Bumped whenever a message changes shape; a worker program of another version is refused.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// The most a host call's encoded arguments, or its encoded results, may weigh. Checked by
 /// whichever side encodes them (the worker for arguments, the host for results), so that a
@@ -57,12 +57,46 @@ pub(crate) enum ToHost {
     Finished(Outcome),
     /// A pool worker is set up (runtime built, sandbox raised) and waits for jobs.
     Ready,
+    /// The guest ran into one of its limits; sent before the run's `Finished` or
+    /// `TaskDone`, at most once per run.
+    LimitHit(LimitHit),
     /// A pool task is done; `rss_kb` is the worker's peak resident memory so far.
     TaskDone {
         id: u64,
         outcome: Outcome,
         rss_kb: u64,
     },
+}
+
+/// A limit a guest ran into, and what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LimitHit {
+    pub(crate) limit: GuestLimit,
+    /// What the guest asked for and the limit, in words.
+    pub(crate) detail: String,
+}
+
+/// The limits a worker enforces and reports (the host enforces the time limit and a pool's
+/// memory threshold itself). A closed set on the wire, so that a worker cannot invent
+/// labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum GuestLimit {
+    MaxMemorySize,
+    MaxTableElements,
+    Fuel,
+    MaxWasmStack,
+}
+
+impl GuestLimit {
+    /// The limit's key, as `-W` spells it.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            GuestLimit::MaxMemorySize => "max-memory-size",
+            GuestLimit::MaxTableElements => "max-table-elements",
+            GuestLimit::Fuel => "fuel",
+            GuestLimit::MaxWasmStack => "max-wasm-stack",
+        }
+    }
 }
 
 /// What a guest may reach, and who it is.

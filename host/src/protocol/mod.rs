@@ -10,8 +10,8 @@ mod message;
 
 pub(crate) use frame::{FrameError, MAX_FRAME_LEN, read_frame, write_frame};
 pub(crate) use message::{
-    Entry, Grants, HostCall, MAX_HOST_CALL_LEN, Outcome, PROTOCOL_VERSION, QueueCall, QueueReply,
-    ServeSpec, StartSpec, TaskSpec, ToHost, ToWorker,
+    Entry, Grants, GuestLimit, HostCall, LimitHit, MAX_HOST_CALL_LEN, Outcome, PROTOCOL_VERSION,
+    QueueCall, QueueReply, ServeSpec, StartSpec, TaskSpec, ToHost, ToWorker,
 };
 
 /// The argv[1] that turns a program into a wasmp worker.

@@ -14,6 +14,7 @@ mod bindings;
 mod channel;
 mod fault;
 mod harden;
+mod limiter;
 mod pool;
 mod run;
 mod sandbox;

@@ -42,6 +42,7 @@ pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
                     // The next task of the same chunk continues in this task's instance.
                     let share = task.chunk.is_some() && chunks.get(i + 1) == Some(&task.chunk);
                     let outcome = runner.run(grants, &task.cwasm, &entry, timeout, channel, share);
+                    runner.report_limit_hit(channel)?;
                     let done = ToHost::TaskDone {
                         id: task.id,
                         outcome,

@@ -9,17 +9,18 @@ use anyhow::{Context, Result, bail};
 use wasmtime::component::{
     Component, ComponentExportIndex, Instance, InstancePre, Linker, Type, Val, wasm_wave,
 };
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, WasmBacktrace};
+use wasmtime::{Engine, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx};
 
 use super::channel::Channel;
+use super::limiter::Limiter;
 use super::sandbox;
 use super::state::{WorkerState, link_host_imports, new_linker};
 use super::timer::EpochTimer;
 use crate::engine::{EngineOptions, new_engine};
 use crate::grants::limits::Limits;
-use crate::protocol::{Entry, Grants, Outcome, StartSpec};
+use crate::protocol::{Entry, Grants, LimitHit, Outcome, StartSpec, ToHost};
 
 /// A compiled component, linked and ready to instantiate, with its exports looked up once.
 struct Loaded {
@@ -57,6 +58,8 @@ pub(crate) struct Runner {
     parent_pid: u32,
     reuse_instances: bool,
     kept: Option<Kept>,
+    /// The limit the last run hit, for the host (`ToHost::LimitHit`).
+    limit_hit: Option<LimitHit>,
 }
 
 impl Runner {
@@ -85,6 +88,7 @@ impl Runner {
             parent_pid: rustix::process::getppid().map_or(0, |pid| pid.as_raw_pid() as u32),
             reuse_instances,
             kept: None,
+            limit_hit: None,
         })
     }
 
@@ -130,7 +134,7 @@ impl Runner {
             parent_pid: self.parent_pid,
             channel: Some(channel.clone()),
             queues: grants.queues.iter().cloned().collect(),
-            limits: store_limits(&grants.limits),
+            limits: Limiter::new(&grants.limits),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -177,27 +181,52 @@ impl Runner {
                 .context("failed to set the fuel limit")?;
         }
         self.timer.arm(timeout.map(|t| Instant::now() + t));
-        let result = match entry {
-            Entry::Run => run_command(&mut store, &pre),
+        let result = self.call(&mut store, instance, &pre, cwasm, entry);
+        self.timer.arm(None);
+        self.limit_hit = store.data_mut().limits.take_hit();
+        if (self.reuse_instances || share)
+            && let (Ok((Outcome::Returned(_), Some(instance))), Entry::Invoke { .. }) =
+                (&result, entry)
+        {
+            self.kept = Some(Kept {
+                cwasm: cwasm.to_path_buf(),
+                store,
+                instance: *instance,
+            });
+        }
+        result.map(|(outcome, _)| outcome)
+    }
+
+    /// Calls `entry` in `store` (in `instance`, or a fresh one); the outcome and the
+    /// instance an invoked export ran in.
+    fn call(
+        &mut self,
+        store: &mut Store<WorkerState>,
+        instance: Option<Instance>,
+        pre: &InstancePre<WorkerState>,
+        cwasm: &Path,
+        entry: &Entry,
+    ) -> Result<(Outcome, Option<Instance>)> {
+        match entry {
+            Entry::Run => Ok((run_command(store, pre)?, None)),
             Entry::Invoke { export, args } => {
                 let instance = match instance {
                     Some(instance) => instance,
-                    None => instantiate(&mut store, &pre)?,
+                    None => instantiate(store, pre)?,
                 };
-                let found = self.export(cwasm, &mut store, instance, export)?;
-                let outcome = call_export(&mut store, instance, &found, args);
-                if (self.reuse_instances || share) && matches!(outcome, Ok(Outcome::Returned(_))) {
-                    self.kept = Some(Kept {
-                        cwasm: cwasm.to_path_buf(),
-                        store,
-                        instance,
-                    });
-                }
-                outcome
+                let found = self.export(cwasm, store, instance, export)?;
+                Ok((call_export(store, instance, &found, args)?, Some(instance)))
             }
-        };
-        self.timer.arm(None);
-        result
+        }
+    }
+
+    /// Tells the host which limit the last run hit, if it hit one; buffered, so it goes
+    /// out with the run's outcome.
+    pub(crate) fn report_limit_hit(&mut self, channel: &Channel) -> Result<()> {
+        match self.limit_hit.take() {
+            Some(hit) => channel.send_buffered(&ToHost::LimitHit(hit)),
+            None => Ok(()),
+        }
     }
 
     /// Buffered results should go out soon even if the next task is slow.
@@ -274,14 +303,16 @@ pub(crate) fn run_guest(
         proc_status: false,
     })?;
     super::fault::inject(super::fault::Point::InSandbox, channel);
-    Ok(runner.run(
+    let outcome = runner.run(
         &spec.grants,
         &spec.cwasm,
         &spec.entry,
         spec.timeout_ms.map(Duration::from_millis),
         channel,
         false,
-    ))
+    );
+    runner.report_limit_hit(channel)?;
+    Ok(outcome)
 }
 
 /// Loads a `.cwasm` from the host's compile cache.
@@ -333,7 +364,7 @@ fn run_command(store: &mut Store<WorkerState>, pre: &InstancePre<WorkerState>) -
     Ok(match command.wasi_cli_run().call_run(&mut *store) {
         Ok(Ok(())) => Outcome::Exited(0),
         Ok(Err(())) => Outcome::Exited(1),
-        Err(e) => classify(e),
+        Err(e) => classify(e, &mut store.data_mut().limits),
     })
 }
 
@@ -364,7 +395,7 @@ fn call_export(
         .collect::<Result<Vec<_>>>()?;
     let mut results = vec![Val::Bool(false); export.results];
     if let Err(e) = func.call(&mut *store, &params, &mut results) {
-        return Ok(classify(e));
+        return Ok(classify(e, &mut store.data_mut().limits));
     }
     let results = results
         .iter()
@@ -375,7 +406,9 @@ fn call_export(
 
 /// `exit(n)` arrives as an error carrying `I32Exit`; the epoch timeout as `Trap::Interrupt`;
 /// everything else is a trap whose message (with the wasm backtrace) is reported verbatim.
-fn classify(error: wasmtime::Error) -> Outcome {
+/// A trap of a limit (fuel, stack) is also noted in `limiter`.
+fn classify(error: wasmtime::Error, limiter: &mut Limiter) -> Outcome {
+    limiter.note_trap(&error);
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return Outcome::Exited(exit.0);
     }
@@ -397,25 +430,4 @@ fn describe_trap(error: &wasmtime::Error) -> String {
         Some(backtrace) if !backtrace.frames().is_empty() => format!("{cause}\n{backtrace}"),
         _ => cause,
     }
-}
-
-/// The store limiter the limits ask for: wasmtime's own types stay on this side.
-fn store_limits(limits: &Limits) -> StoreLimits {
-    let mut builder = StoreLimitsBuilder::new();
-    if let Some(bytes) = limits.max_memory_size {
-        builder = builder.memory_size(bytes);
-    }
-    if let Some(count) = limits.max_instances {
-        builder = builder.instances(count);
-    }
-    if let Some(count) = limits.max_tables {
-        builder = builder.tables(count);
-    }
-    builder
-        .table_elements(
-            limits
-                .max_table_elements
-                .unwrap_or(Limits::DEFAULT_MAX_TABLE_ELEMENTS),
-        )
-        .build()
 }

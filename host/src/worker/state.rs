@@ -29,8 +29,8 @@ pub(crate) struct WorkerState {
     pub(crate) channel: Option<Channel>,
     /// Granted queue names and their maximum message sizes.
     pub(crate) queues: HashMap<String, u64>,
-    /// Memory, instance and table limits (the store's limiter).
-    pub(crate) limits: wasmtime::StoreLimits,
+    /// Memory, instance and table limits (the store's limiter), and the first one hit.
+    pub(crate) limits: super::limiter::Limiter,
 }
 
 impl WasiView for WorkerState {

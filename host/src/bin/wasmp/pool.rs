@@ -197,7 +197,7 @@ impl PoolCommand {
             backlog: usize::try_from(self.backlog).unwrap_or(usize::MAX),
             progress: progress_bar(total),
             dead_letters,
-            stdout: std::io::stdout().lock(),
+            stdout: std::io::stdout(),
             pending: BTreeMap::new(),
             next_index: 0,
             failed: 0,
@@ -345,7 +345,9 @@ struct Streaming<'a> {
     backlog: usize,
     progress: ProgressBar,
     dead_letters: Option<std::fs::File>,
-    stdout: std::io::StdoutLock<'static>,
+    /// Not a held `StdoutLock`: `--events -` writes its lines to stdout from the pool's
+    /// threads, and each `writeln!` locks it for one whole line.
+    stdout: std::io::Stdout,
     /// By input index: the order results are written in.
     pending: BTreeMap<usize, Pending>,
     next_index: usize,
