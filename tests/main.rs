@@ -18,6 +18,7 @@ mod python;
 mod queue;
 mod streaming;
 mod tutorial;
+mod wasmtime_flags;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -64,6 +64,7 @@ pub use exit::ExitStatus;
 pub use grants::Grants;
 pub use grants::dir::{DirGrant, parse_env};
 pub use grants::limits::{LIMIT_KEYS, LimitKey, LimitKind, LimitSettings, Limits, parse_duration};
+pub use grants::network::Network;
 pub use hostfn::{HostCall, HostInterface};
 pub use link::spawn::shutdown_workers;
 pub use metrics::{Metrics, MetricsServer};

@@ -1,5 +1,5 @@
 //! What a worker may reach and use: directories, environment variables, queues, resource
-//! limits and a time limit — deny by default, granted one by one with wasmtime's spellings.
+//! limits, network access and a time limit — deny by default, granted one by one with wasmtime's spellings.
 //!
 //! [`Grants`] is the one type `Process`, `PoolBuilder` and the CLI build them with, and it has
 //! one error strategy: a malformed spec (`--dir ::x`, `--env =v`, two different queues under
@@ -9,6 +9,7 @@
 
 pub(crate) mod dir;
 pub(crate) mod limits;
+pub(crate) mod network;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use anyhow::Result;
 use crate::error::{InputError, InputErrorKind};
 use crate::grants::dir::{DirGrant, parse_env};
 use crate::grants::limits::Limits;
+use crate::grants::network::Network;
 use crate::queue::{Queue, QueueGrants};
 
 /// What a worker may reach and use. Cheap to clone; granting the same grants to several
@@ -42,6 +44,7 @@ pub struct Grants {
     env: Vec<(String, String)>,
     queues: QueueGrants,
     limits: Limits,
+    network: Network,
     timeout: Option<Duration>,
     /// The first malformed spec, reported by [`check`](Grants::check).
     error: Option<InputError>,
@@ -69,8 +72,17 @@ impl Grants {
 
     /// Grants an environment variable.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.env.push((name.into(), value.into()));
+        self.set_env((name.into(), value.into()));
         self
+    }
+
+    /// A later grant of a name replaces the earlier one, as `wasmtime run --env` overrides
+    /// `-S inherit-env`.
+    fn set_env(&mut self, (name, value): (String, String)) {
+        match self.env.iter_mut().find(|(have, _)| *have == name) {
+            Some(slot) => slot.1 = value,
+            None => self.env.push((name, value)),
+        }
     }
 
     /// Grants an environment variable in wasmtime's `NAME[=VALUE]` spelling (a bare name
@@ -78,7 +90,7 @@ impl Grants {
     pub fn env_spec(mut self, spec: &str) -> Self {
         match parse_env(spec) {
             Ok(Some(pair)) => {
-                self.env.push(pair);
+                self.set_env(pair);
                 self
             }
             Ok(None) => self,
@@ -99,6 +111,13 @@ impl Grants {
     /// Resource limits: memory, stack, instances and tables, fuel.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Network access (none by default): see [`Network`]. It widens this worker's
+    /// sandbox only.
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
         self
     }
 
@@ -140,6 +159,10 @@ impl Grants {
 
     pub(crate) fn get_limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub(crate) fn get_network(&self) -> Network {
+        self.network
     }
 
     pub(crate) fn queues(&self) -> &QueueGrants {

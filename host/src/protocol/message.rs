@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::QueueError;
 use crate::grants::dir::DirGrant;
 use crate::grants::limits::Limits;
+use crate::grants::network::Network;
 
 /// Bumped whenever a message changes shape; a worker program of another version is refused.
 pub(crate) const PROTOCOL_VERSION: u32 = 4;
@@ -115,6 +116,8 @@ pub(crate) struct Grants {
     pub(crate) queues: Vec<(String, u64)>,
     /// How much the guest may use.
     pub(crate) limits: Limits,
+    /// Network access (none unless granted).
+    pub(crate) network: Network,
     /// The embedder-defined host interfaces (`app:host/kv`) the worker links, as calls
     /// back to the host.
     pub(crate) host_interfaces: Vec<String>,
@@ -131,6 +134,7 @@ impl Grants {
             dirs: granted.dirs().to_vec(),
             queues: granted.queues().limits(),
             limits: *granted.get_limits(),
+            network: granted.get_network(),
             host_interfaces: Vec::new(),
         }
     }

@@ -58,7 +58,7 @@ fn serve(parent_pid: u32, standby: bool) -> anyhow::Result<u8> {
     // start costs only loading the component.
     let warm = standby
         .then(|| {
-            let _ = sandbox::prepare();
+            let _ = sandbox::prepare(false);
             run::Runner::new(&crate::grants::limits::Limits::default()).ok()
         })
         .flatten();

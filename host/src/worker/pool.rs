@@ -23,6 +23,7 @@ pub(crate) fn serve(spec: &ServeSpec, channel: &Channel) -> Result<u8> {
         cache_dir: spec.cache_dir.clone(),
         dirs: &grants.dirs,
         proc_status: spec.track_memory,
+        network: grants.network,
     })?;
     super::fault::inject(super::fault::Point::InSandbox, channel);
     channel.send(&ToHost::Ready)?;

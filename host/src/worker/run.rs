@@ -301,6 +301,7 @@ pub(crate) fn run_guest(
         cache_dir: spec.cwasm.parent().unwrap_or(Path::new("/")).to_path_buf(),
         dirs: &spec.grants.dirs,
         proc_status: false,
+        network: spec.grants.network,
     })?;
     super::fault::inject(super::fault::Point::InSandbox, channel);
     let outcome = runner.run(
@@ -338,9 +339,12 @@ fn build_wasi(grants: &Grants) -> Result<WasiCtx> {
         .inherit_stdin()
         .inherit_stdout()
         .inherit_stderr()
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_tcp(grants.network.tcp)
+        .allow_udp(grants.network.udp)
+        .allow_ip_name_lookup(grants.network.ip_name_lookup);
+    if grants.network.inherit {
+        wasi.inherit_network();
+    }
     for dir in &grants.dirs {
         let perms = if dir.is_read_only() {
             FsPerms::ReadOnly

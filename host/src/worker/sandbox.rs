@@ -15,10 +15,14 @@ use landlock::{
     ABI, Access, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus,
 };
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 use tracing::debug;
 
 use crate::grants::dir::DirGrant;
+use crate::grants::network::{Network, RESOLVER_FILES};
 
 /// What the worker may still open once sandboxed.
 pub(crate) struct Walls<'a> {
@@ -28,12 +32,15 @@ pub(crate) struct Walls<'a> {
     pub(crate) dirs: &'a [DirGrant],
     /// `/proc/self/status`, read for memory accounting.
     pub(crate) proc_status: bool,
+    /// Network access granted to this worker: widens the seccomp filter (and, for name
+    /// lookups, landlock) for it alone.
+    pub(crate) network: Network,
 }
 
 /// Raises both walls for this process (every thread).
 pub(crate) fn enter(walls: &Walls<'_>) -> Result<()> {
     restrict_filesystem(walls)?;
-    restrict_syscalls()
+    restrict_syscalls(walls.network.opens_sockets())
 }
 
 fn restrict_filesystem(walls: &Walls<'_>) -> Result<()> {
@@ -50,6 +57,11 @@ fn restrict_filesystem(walls: &Walls<'_>) -> Result<()> {
     for dir in walls.dirs {
         let access = if dir.is_read_only() { read } else { all };
         rules.push((dir.host().to_path_buf(), access));
+    }
+    if walls.network.ip_name_lookup {
+        for file in RESOLVER_FILES.iter().map(Path::new).filter(|f| f.exists()) {
+            rules.push((file.to_path_buf(), AccessFs::ReadFile.into()));
+        }
     }
     let mut ruleset = Ruleset::default()
         .handle_access(all)
@@ -190,25 +202,84 @@ const ALLOWED: &[i64] = &[
     libc::SYS_sysinfo,
 ];
 
-/// The compiled allow-list; standby workers build it ahead of need (see [`prepare`]).
-static PROGRAM: std::sync::OnceLock<BpfProgram> = std::sync::OnceLock::new();
+/// The socket calls a worker granted network access also makes (sending and receiving on
+/// sockets it holds is allowed to every worker, for its channel).
+const NETWORK: &[i64] = &[
+    libc::SYS_socket,
+    libc::SYS_connect,
+    libc::SYS_bind,
+    libc::SYS_listen,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockopt,
+    libc::SYS_sendmmsg,
+    libc::SYS_recvmmsg,
+];
 
-/// Compiles the seccomp filter now, so that entering the sandbox later only installs it.
-pub(crate) fn prepare() -> Result<()> {
-    if PROGRAM.get().is_none() {
-        let program = compile_filter()?;
-        let _ = PROGRAM.set(program);
+/// A second filter for a worker with network access: `socket` of any family but IPv4 and
+/// IPv6 (Unix, netlink, packet, raw) fails with `EACCES` instead of killing the worker,
+/// because the C library's resolver asks for some on its own (the `nscd` socket) and copes
+/// when it cannot have them.
+fn socket_families_filter(arch: TargetArch) -> Result<BpfProgram> {
+    let other_family = [libc::AF_INET, libc::AF_INET6]
+        .into_iter()
+        .map(|family| {
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, family as u64)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .context("failed to build the socket rule")?;
+    let rule = SeccompRule::new(other_family).context("failed to build the socket rule")?;
+    let filter = SeccompFilter::new(
+        BTreeMap::from([(libc::SYS_socket, vec![rule])]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )
+    .context("failed to build the socket filter")?;
+    filter
+        .try_into()
+        .context("failed to compile the socket filter")
+}
+
+/// The compiled filters, without and with network access, in the order they are installed;
+/// standby workers build the first ahead of need (see [`prepare`]).
+static PROGRAMS: std::sync::OnceLock<Vec<BpfProgram>> = std::sync::OnceLock::new();
+static NETWORK_PROGRAMS: std::sync::OnceLock<Vec<BpfProgram>> = std::sync::OnceLock::new();
+
+fn programs(network: bool) -> &'static std::sync::OnceLock<Vec<BpfProgram>> {
+    if network {
+        &NETWORK_PROGRAMS
+    } else {
+        &PROGRAMS
+    }
+}
+
+/// Compiles the seccomp filters now, so that entering the sandbox later only installs them.
+pub(crate) fn prepare(network: bool) -> Result<()> {
+    if programs(network).get().is_none() {
+        let compiled = compile_filters(network)?;
+        let _ = programs(network).set(compiled);
     }
     Ok(())
 }
 
-fn compile_filter() -> Result<BpfProgram> {
-    let rules = ALLOWED
-        .iter()
-        .map(|&nr| (nr, Vec::new()))
-        .collect::<BTreeMap<_, _>>();
+fn compile_filters(network: bool) -> Result<Vec<BpfProgram>> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| anyhow::anyhow!("seccomp does not support this architecture: {e:?}"))?;
+    let mut allowed = ALLOWED.to_vec();
+    let mut programs = Vec::new();
+    if network {
+        allowed.extend_from_slice(NETWORK);
+        // Installed first: once the allow-list is in, `seccomp` itself is not allowed.
+        programs.push(socket_families_filter(arch)?);
+    }
+    let rules = allowed
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect::<BTreeMap<_, _>>();
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,
@@ -216,15 +287,22 @@ fn compile_filter() -> Result<BpfProgram> {
         arch,
     )
     .context("failed to build the seccomp filter")?;
-    filter
-        .try_into()
-        .context("failed to compile the seccomp filter")
+    programs.push(
+        filter
+            .try_into()
+            .context("failed to compile the seccomp filter")?,
+    );
+    Ok(programs)
 }
 
-fn restrict_syscalls() -> Result<()> {
-    prepare()?;
-    let program = PROGRAM
+fn restrict_syscalls(network: bool) -> Result<()> {
+    prepare(network)?;
+    let compiled = programs(network)
         .get()
         .context("the seccomp filter was not prepared")?;
-    seccompiler::apply_filter_all_threads(program).context("failed to install the seccomp filter")
+    for program in compiled {
+        seccompiler::apply_filter_all_threads(program)
+            .context("failed to install the seccomp filter")?;
+    }
+    Ok(())
 }

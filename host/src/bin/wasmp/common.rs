@@ -135,7 +135,7 @@ pub(crate) struct GrantOptions {
     pub(crate) env: Vec<String>,
 
     // Resource limits: the help line names every key of the library's table.
-    #[arg(short = 'W', value_name = "KEY=VAL", value_parser = parse_limit,
+    #[arg(short = 'W', long = "wasm", value_name = "KEY=VAL", value_parser = parse_limit,
           help = limit_option_help())]
     pub(crate) limits: Vec<LimitSettings>,
 }
@@ -159,15 +159,31 @@ pub(crate) fn parse_limit(spec: &str) -> Result<LimitSettings> {
         );
         std::process::exit(0);
     }
-    LimitSettings::parse(spec)
+    LimitSettings::parse(spec).map_err(|ours| {
+        // A key of wasmtime's -W that is not a wasmp limit: say why, rather than "unknown".
+        let key = spec.split_once('=').map_or(spec, |(key, _)| key);
+        match crate::wasmtime_flags::wasmtime_accepts('W', spec) {
+            Ok(()) if LimitKey::find(key).is_none() => anyhow::anyhow!(
+                "wasmp does not apply -W {spec}: {}",
+                crate::wasmtime_flags::reason('W', key)
+            ),
+            _ => ours,
+        }
+    })
 }
 
 impl GrantOptions {
     /// The library's grants for these options: one path for `run`, `up` and `pool`, with
     /// the library's error strategy (a malformed spec is reported when the grants are used).
     pub(crate) fn grants(&self) -> Grants {
+        self.grants_on(Grants::new())
+    }
+
+    /// These options' grants on top of `base` (a later `--env` of a name replaces
+    /// `base`'s).
+    pub(crate) fn grants_on(&self, base: Grants) -> Grants {
         let settings = self.limit_settings();
-        let mut grants = Grants::new().limits(settings.limits);
+        let mut grants = base.limits(settings.limits);
         for spec in &self.dirs {
             grants = grants.dir_spec(spec, false);
         }

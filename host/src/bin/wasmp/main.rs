@@ -10,6 +10,7 @@ mod pool;
 mod run;
 mod serve;
 mod up;
+mod wasmtime_flags;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ struct Wasmp {
 
 #[derive(Subcommand)]
 enum Command {
-    Run(run::RunCommand),
+    Run(Box<run::RunCommand>),
     Up(up::UpCommand),
     Check(check::CheckCommand),
     Pool(pool::PoolCommand),

@@ -10,6 +10,7 @@ use wasmp::{Input, Output, Process, Queue, Runtime};
 use crate::common::{ClusterTarget, GrantOptions, exit_code_of, parse_queue, report_failure};
 use crate::observe::ObserveOptions;
 use crate::pipes::PipeOptions;
+use crate::wasmtime_flags::WasmtimeFlags;
 
 /// Run a component in a sandboxed worker process.
 ///
@@ -39,6 +40,9 @@ pub(crate) struct RunCommand {
 
     #[command(flatten)]
     grants: GrantOptions,
+
+    #[command(flatten)]
+    wasmtime: WasmtimeFlags,
 
     /// Grant a new queue NAME (unbounded) or NAME=CAPACITY.
     #[arg(long = "queue", value_name = "NAME[=CAPACITY]")]
@@ -85,18 +89,21 @@ impl RunCommand {
                 .file_name()
                 .map_or_else(|| name.clone(), |file| file.to_string_lossy().into_owned())
         });
+        self.wasmtime.refuse_flags();
+        let wasi = self.wasmtime.applied();
         // The guest reads wasmp's stdin, as under `wasmtime run`, unless a queue takes it.
-        let stdin = if self.pipes.stdin_to_queue.is_some() {
+        let stdin = if self.pipes.stdin_to_queue.is_some() || !wasi.stdin {
             Input::Null
         } else {
             Input::Inherit
         };
+        let inherit = |yes: bool| if yes { Output::Inherit } else { Output::Null };
         let mut process = Process::new(&component)
             .name(&name)
             .argv0(argv0)
             .stdin(stdin)
-            .stdout(Output::Inherit)
-            .stderr(Output::Inherit);
+            .stdout(inherit(wasi.stdout))
+            .stderr(inherit(wasi.stderr));
         process = match &self.invoke {
             Some(call) => {
                 if !self.args.is_empty() {
@@ -108,7 +115,7 @@ impl RunCommand {
             }
             None => process.args(self.args.iter().cloned()),
         };
-        let mut process = self.grants.apply(process);
+        let mut process = process.grants(self.grants.grants_on(wasi.base_grants()));
         let cluster = self.cluster.connect()?;
         let mut queues: Vec<Queue> = Vec::new();
         for spec in &self.queues {
