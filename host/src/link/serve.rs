@@ -138,3 +138,219 @@ fn done(result: Result<(), QueueError>) -> QueueReply {
         Err(error) => QueueReply::Error(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::queue::Queue;
+
+    const WORKERS: usize = 3;
+
+    /// What a worker does next, as its host's end of the socket sees it.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// A non-blocking put of the next sequence number.
+        Put(usize),
+        /// A non-blocking get.
+        Get(usize),
+        /// A get of up to `max` messages that does not wait.
+        GetMany(usize, u32),
+        /// Another frame (any call): the worker read its last reply.
+        Ack(usize),
+        /// The worker died with its last reply unread (SIGKILL, `ECONNRESET`).
+        Kill(usize),
+        Close(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let worker = 0..WORKERS;
+        prop_oneof![
+            4 => worker.clone().prop_map(Op::Put),
+            3 => worker.clone().prop_map(Op::Get),
+            2 => (worker.clone(), 1..4u32).prop_map(|(w, max)| Op::GetMany(w, max)),
+            2 => worker.clone().prop_map(Op::Ack),
+            2 => worker.clone().prop_map(Op::Kill),
+            1 => worker.prop_map(Op::Close),
+        ]
+    }
+
+    /// The reference: a FIFO, what each worker holds unread, what was delivered.
+    #[derive(Default)]
+    struct Model {
+        items: VecDeque<u64>,
+        capacity: Option<usize>,
+        closed: bool,
+        unread: [Vec<u64>; WORKERS],
+        delivered: Vec<u64>,
+        put: Vec<u64>,
+    }
+
+    impl Model {
+        fn ack(&mut self, w: usize) {
+            self.delivered.append(&mut self.unread[w]);
+        }
+
+        fn take(&mut self, w: usize, max: usize) -> Vec<u64> {
+            let n = max.min(self.items.len());
+            let taken: Vec<u64> = self.items.drain(..n).collect();
+            self.unread[w] = taken.clone();
+            taken
+        }
+    }
+
+    fn decode(message: &[u8]) -> u64 {
+        u64::from_le_bytes(message.try_into().expect("an 8-byte sequence number"))
+    }
+
+    fn run(capacity: Option<usize>, ops: &[Op]) -> Result<(), TestCaseError> {
+        let mut builder = Queue::builder("jobs");
+        if let Some(capacity) = capacity {
+            builder = builder.capacity(capacity);
+        }
+        let queue = builder.build();
+        let mut grants = QueueGrants::default();
+        grants.grant(&queue).expect("one queue");
+        let mut servers: Vec<QueueServer> = (0..WORKERS)
+            .map(|w| QueueServer::new(format!("w{w}"), grants.clone()))
+            .collect();
+        let mut model = Model {
+            capacity,
+            ..Model::default()
+        };
+        let never = || false;
+        let mut next = 0u64;
+        for op in ops {
+            let (w, call) = match *op {
+                Op::Ack(w) => {
+                    servers[w].acknowledged();
+                    model.ack(w);
+                    continue;
+                }
+                Op::Kill(w) => {
+                    servers[w].worker_lost();
+                    for seq in std::mem::take(&mut model.unread[w]).into_iter().rev() {
+                        model.items.push_front(seq);
+                    }
+                    continue;
+                }
+                Op::Put(w) => {
+                    next += 1;
+                    let call = QueueCall::Put {
+                        queue: "jobs".into(),
+                        message: next.to_le_bytes().to_vec(),
+                        block: false,
+                    };
+                    (w, call)
+                }
+                Op::Get(w) => (
+                    w,
+                    QueueCall::Get {
+                        queue: "jobs".into(),
+                        timeout_ms: None,
+                        block: false,
+                    },
+                ),
+                Op::GetMany(w, max) => (
+                    w,
+                    QueueCall::GetMany {
+                        queue: "jobs".into(),
+                        max,
+                        timeout_ms: Some(0),
+                    },
+                ),
+                Op::Close(w) => (
+                    w,
+                    QueueCall::Close {
+                        queue: "jobs".into(),
+                    },
+                ),
+            };
+            // A frame arrived: the worker read its last reply (as `conn` does).
+            servers[w].acknowledged();
+            model.ack(w);
+            let expected = match &call {
+                QueueCall::Put { .. } => {
+                    let full = model.capacity.is_some_and(|c| model.items.len() >= c);
+                    if model.closed {
+                        QueueReply::Error(QueueError::Closed)
+                    } else if full {
+                        QueueReply::Error(QueueError::Full)
+                    } else {
+                        model.items.push_back(next);
+                        model.put.push(next);
+                        QueueReply::Done
+                    }
+                }
+                QueueCall::Get { .. } if !model.items.is_empty() => {
+                    let seq = model.take(w, 1)[0];
+                    QueueReply::Message(Some(seq.to_le_bytes().to_vec()))
+                }
+                QueueCall::Get { .. } if model.closed => QueueReply::Error(QueueError::Closed),
+                QueueCall::Get { .. } => QueueReply::Message(None),
+                QueueCall::GetMany { max, .. } if !model.items.is_empty() => {
+                    let taken = model.take(w, *max as usize);
+                    QueueReply::Messages(taken.iter().map(|s| s.to_le_bytes().to_vec()).collect())
+                }
+                QueueCall::GetMany { .. } if model.closed => QueueReply::Error(QueueError::Closed),
+                QueueCall::GetMany { .. } => QueueReply::Error(QueueError::Timeout),
+                QueueCall::Close { .. } => {
+                    model.closed = true;
+                    QueueReply::Done
+                }
+                _ => unreachable!("not generated"),
+            };
+            let reply = servers[w].serve(call, &never);
+            prop_assert_eq!(&reply, &expected, "after {:?}", op);
+            servers[w].sent(reply);
+        }
+        // Every worker ends cleanly (reads its last reply); a fresh consumer drains the rest.
+        for (w, server) in servers.iter_mut().enumerate() {
+            server.acknowledged();
+            model.ack(w);
+        }
+        queue.close();
+        let mut drain = QueueServer::new("drain".into(), grants);
+        loop {
+            let reply = drain.serve(
+                QueueCall::Get {
+                    queue: "jobs".into(),
+                    timeout_ms: None,
+                    block: false,
+                },
+                &never,
+            );
+            match reply {
+                QueueReply::Message(Some(message)) => model.delivered.push(decode(&message)),
+                QueueReply::Error(QueueError::Closed) => break,
+                other => prop_assert!(false, "draining a closed queue: {other:?}"),
+            }
+        }
+        let mut delivered = model.delivered.clone();
+        delivered.sort_unstable();
+        prop_assert_eq!(
+            delivered,
+            model.put.clone(),
+            "every put that returned Ok, exactly once"
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Random puts, gets, acknowledgements, consumer deaths and a close against a
+        /// reference model: each reply is the model's, and every put that returned is
+        /// delivered exactly once, a dead consumer's unread messages back at the front.
+        #[test]
+        fn queue_calls_match_the_reference_model(
+            capacity in prop::option::of(1..5usize),
+            ops in prop::collection::vec(op(), 0..80),
+        ) {
+            run(capacity, &ops)?;
+        }
+    }
+}
